@@ -1,0 +1,69 @@
+"""`python -m tfguide` (or `tfguide`): list | run NAME [flags] | text NAME.
+
+Listing and argument checks import no TensorFlow, so they answer at once.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Sequence
+
+from tfguide import chapters, cli
+
+USAGE = """usage: python -m tfguide [list | run NAME [flags] | text NAME]
+
+  list          the chapters, in reading order (the default)
+  run NAME      run a chapter; flags as for `python -m tfguide.chapters.NAME --help`
+  text NAME     print a chapter's text
+"""
+
+
+def list_chapters() -> str:
+    """Return the chapter table: name, what it teaches, source sections."""
+    width = max(len(c.name) for c in chapters.CHAPTERS)
+    lines = ["tfguide chapters (run one with `python -m tfguide run NAME --quick`):", ""]
+    for i, c in enumerate(chapters.CHAPTERS, 1):
+        lines.append(f"  {i}. {c.name:<{width}}  {c.title}: {c.summary}.")
+    return "\n".join(lines)
+
+
+def _chapter(name: str | None) -> chapters.Chapter:
+    if name is None:
+        cli.fail("a chapter name is needed. Known chapters: "
+                 + ", ".join(chapters.BY_NAME), 2)
+    try:
+        return chapters.get(name)
+    except KeyError as err:
+        cli.fail(err.args[0], 2)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command, rest = (argv[0], argv[1:]) if argv else ("list", [])
+    if command in ("list", "ls"):
+        print(list_chapters())
+    elif command in ("-h", "--help", "help"):
+        print(USAGE)
+    elif command == "text":
+        from tfguide import resources
+
+        try:
+            print(resources.chapter_text(_chapter(rest[0] if rest else None).name))
+        except FileNotFoundError as err:
+            cli.fail(str(err), 1)
+    elif command == "run":
+        chapter = _chapter(rest[0] if rest else None)
+        flags = rest[1:]
+        if not {"-h", "--help"} & set(flags):
+            try:
+                cli.parse(chapter.name, flags)  # answer a typo before TensorFlow loads
+            except cli.UsageError as err:
+                cli.fail(str(err), 2)
+        module = importlib.import_module(chapter.module)
+        module.main(flags)
+    else:
+        cli.fail(f"unknown command {command!r}. Use one of: list, run NAME, text NAME.", 2)
+
+
+if __name__ == "__main__":
+    main()

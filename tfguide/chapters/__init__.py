@@ -1,0 +1,88 @@
+"""The ordered table of contents: one `Chapter` entry per lesson.
+
+This module imports no TensorFlow, so `python -m tfguide` can list the
+chapters and validate a command line at once. Each entry also carries the
+chapter's defaults (full run and `--quick` run), the data it accepts and any
+flags of its own, which the shared CLI turns into arguments.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from tfguide.config import positive_int  # noqa: F401  (for chapter options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A flag only one chapter has, e.g. the VAE's `--latent-dim`."""
+
+    flag: str  # "--latent-dim"
+    type: Callable[[str], Any]  # parses and validates the string; raise ValueError with a message
+    default: Any
+    help: str
+    quick_default: Any = None  # value under --quick; None means the same as `default`
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+@dataclasses.dataclass(frozen=True)
+class Chapter:
+    """One lesson: a module `tfguide.chapters.<name>` and its text `chapters/<name>.md`."""
+
+    name: str
+    title: str
+    summary: str  # one line: what it teaches
+    ports: str  # the source sections it ports (see SEEDS.md)
+    data: tuple[str, ...]  # accepted --data names; the first is the full-run default
+    quick_data: str  # --data under --quick
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    quick_epochs: int
+    options: tuple[Option, ...] = ()
+
+    @property
+    def module(self) -> str:
+        return f"tfguide.chapters.{self.name}"
+
+
+CHAPTERS: tuple[Chapter, ...] = (
+    Chapter(
+        name="gradient_descent",
+        title="Gradient descent",
+        summary="Batch GD, mini-batch SGD, momentum and Adam from scratch, checked against "
+        "the closed form and keras.optimizers",
+        ports="000 §3.1/§4.1, 002 §3.1.3, 003 §4.2",
+        data=("linreg",),
+        quick_data="linreg",
+        epochs=1000,  # gradient steps; Keras fit trains epochs // 4 epochs
+        batch_size=32,
+        learning_rate=0.1,
+        quick_epochs=400,
+    ),
+    # [chapters] New chapters go here, in reading order.
+)
+
+BY_NAME: dict[str, Chapter] = {c.name: c for c in CHAPTERS}
+
+
+def get(name: str) -> Chapter:
+    """Return the chapter called `name` or raise KeyError with the known names."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        known = ", ".join(BY_NAME)
+        raise KeyError(f"Unknown chapter {name!r}. Known chapters: {known}.") from None
+
+
+def markdown_table() -> str:
+    """Return the README's chapter table, made from this registry (a test compares them)."""
+    rows = ["| # | chapter | what it teaches | ports | quick run |",
+            "| --- | --- | --- | --- | --- |"]
+    for i, c in enumerate(CHAPTERS, 1):
+        rows.append(f"| {i} | [{c.name}](chapters/{c.name}.md) | {c.summary} | {c.ports} | "
+                    f"`python -m {c.module} --quick` |")
+    return "\n".join(rows)

@@ -1,0 +1,215 @@
+"""The run folder, results.json and the closing summary.
+
+A chapter's `run(cfg)` wraps its work in an `Experiment`:
+
+    with Experiment(cfg) as ex:              # configures the runtime, makes the run folder
+        data = ex.load_data()
+        with ex.strategy.scope():
+            model = build_model(data.input_shape, data.num_classes)
+        model.fit(..., callbacks=ex.callbacks())
+        ex.log(test_accuracy=...)
+    return ex.metrics
+
+Leaving the block writes `results.json` (also when the run fails or is
+interrupted, marked as such), so what was written is kept and described.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import keras
+
+from tfguide import datasets, runtime
+from tfguide.config import Config
+
+
+def new_run_dir(out: Path, chapter: str) -> Path:
+    """Return a fresh, not yet existing folder `out/<chapter>/<timestamp>[-n]`."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(out) / chapter / stamp
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{stamp}-{n}")
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """Turn NumPy/TF scalars into JSON values; NaN and inf become strings."""
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class Experiment:
+    """One run of a chapter: runtime, run folder, data record, figures, metrics."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.metrics: dict[str, float] = {}
+        self.data_info: dict[str, Any] = {}
+        self.extra: dict[str, Any] = {}
+        self.dir: Path | None = None
+
+    # --- Entering and leaving -----------------------------------------------------
+    def __enter__(self) -> "Experiment":
+        self._start = time.perf_counter()
+        self._created = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        self.runtime = runtime.configure(self.cfg)
+        self.dir = Path(self.cfg.run_dir or new_run_dir(self.cfg.out, self.cfg.chapter))
+        (self.dir / "figures").mkdir(parents=True, exist_ok=False)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        status = "ok"
+        if exc_type is KeyboardInterrupt:
+            status = "interrupted"
+        elif exc_type is not None:
+            status = "failed"
+        self.write_results(status, error=None if exc is None else f"{exc_type.__name__}: {exc}")
+
+    @property
+    def strategy(self):
+        return self.runtime.strategy
+
+    @property
+    def wall_s(self) -> float:
+        return time.perf_counter() - self._start
+
+    # --- Data -----------------------------------------------------------------------
+    def load_data(self, name: str | None = None) -> datasets.Dataset:
+        """Load `name` (default `cfg.data`) through the shared loaders and record it."""
+        data = datasets.load(name or self.cfg.data, self.cfg.data_dir, self.cfg.offline)
+        if data.notice:
+            print(f"Note: {data.notice}", file=sys.stderr)
+        self.data_info = data.info()
+        return data
+
+    def record_data(self, name: str, source: str, train: int, test: int, **details) -> None:
+        """Record data the chapter made itself (a synthetic task, a shipped series)."""
+        self.data_info = {"name": name, "requested": self.cfg.data, "source": source,
+                          "train": int(train), "test": int(test), **details}
+
+    # --- Files ----------------------------------------------------------------------
+    def callbacks(self, tag: str = "") -> list[keras.callbacks.Callback]:
+        """Return the callbacks every `fit` gets: CSV history, TensorBoard when asked.
+
+        Args:
+            tag: a name for a second model's files (`history_<tag>.csv`).
+        """
+        suffix = f"_{tag}" if tag else ""
+        cbs: list[keras.callbacks.Callback] = [
+            keras.callbacks.CSVLogger(str(self.dir / f"history{suffix}.csv"))]
+        if self.cfg.tensorboard:
+            cbs.append(keras.callbacks.TensorBoard(
+                log_dir=str(self.dir / "tensorboard" / (tag or "main")), histogram_freq=1))
+        return cbs
+
+    def save_history(self, history: Mapping[str, Sequence[float]], tag: str = "") -> Path:
+        """Write a custom loop's per-step or per-epoch history as CSV."""
+        path = self.dir / (f"history_{tag}.csv" if tag else "history.csv")
+        names = list(history)
+        rows = zip(*(history[n] for n in names))
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", *names])
+            for i, row in enumerate(rows):
+                writer.writerow([i, *(_plain(v) for v in row)])
+        return path
+
+    def save_figure(self, fig, name: str) -> Path:
+        """Save a figure as `figures/<name>.png`."""
+        path = self.dir / "figures" / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        return path
+
+    def save_model(self, model: keras.Model, name: str = "model.keras") -> Path:
+        """Save a Keras model in the native `.keras` format."""
+        path = self.dir / name
+        model.save(path)
+        return path
+
+    # --- Metrics and results ---------------------------------------------------------
+    def log(self, **metrics: float) -> None:
+        """Record metrics as plain floats (NaN/inf are kept and shown as such)."""
+        for name, value in metrics.items():
+            self.metrics[name] = float(_plain(value)) if not isinstance(value, str) else value
+
+    def write_results(self, status: str = "ok", error: str | None = None) -> Path:
+        """Write `results.json` with metrics, config, runtime, data and timing."""
+        payload = {
+            "chapter": self.cfg.chapter,
+            "status": status,
+            "metrics": {k: _plain(v) for k, v in self.metrics.items()},
+            "config": self.cfg.to_dict() | {"run_dir": str(self.dir)},
+            "runtime": self.runtime.to_dict(),
+            "data": self.data_info,
+            "wall_s": round(self.wall_s, 3),
+            "created": self._created,
+            "files": sorted(str(p.relative_to(self.dir)) for p in self.dir.rglob("*")
+                            if p.is_file() and "tensorboard" not in p.parts),
+        }
+        if self.extra:
+            payload["extra"] = self.extra
+        if error:
+            payload["error"] = error
+        path = self.dir / "results.json"
+        path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+        return path
+
+
+def load_results(run_dir: Path) -> dict:
+    """Read a run folder's results.json."""
+    return json.loads((Path(run_dir) / "results.json").read_text())
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.3e}"
+        return f"{value:.4f}"
+    return str(value)
+
+
+def summary(run_dir: Path) -> str:
+    """Return the short table printed at the end of a run."""
+    r = load_results(run_dir)
+    rt, data = r["runtime"], r.get("data") or {}
+    width = max([len(k) for k in r["metrics"]] + [8])
+    lines = [f"\n{r['chapter']}: {r['status']} in {r['wall_s']:.1f} s", "-" * (width + 16)]
+    lines += [f"  {name:<{width}}  {_fmt(value)}" for name, value in r["metrics"].items()]
+    lines.append("-" * (width + 16))
+    lines.append(f"  runtime  {rt['device']}, {rt['precision']}, jit {'on' if rt['jit'] else 'off'}, "
+                 f"strategy {rt['strategy']} ({rt['replicas']} replica"
+                 f"{'s' if rt['replicas'] != 1 else ''})")
+    if data:
+        lines.append(f"  data     {data['name']} ({data['source']}): "
+                     f"{data['train']} train, {data['test']} test")
+    figures = [f for f in r["files"] if f.startswith("figures/")]
+    others = [f for f in r["files"] if not f.startswith("figures/")] + ["results.json"]
+    lines.append(f"  files    {run_dir}/")
+    lines.append(f"           {', '.join(sorted(set(others)))}, {len(figures)} figures")
+    return "\n".join(lines)
+
+
+def show_figures(run_dir: Path) -> None:
+    """Open the run's figures in windows (for `--show`)."""
+    import matplotlib.pyplot as plt
+
+    for path in sorted((Path(run_dir) / "figures").glob("*.png")):
+        fig = plt.figure(path.stem)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.imshow(plt.imread(path))
+        ax.axis("off")
+    plt.show()

@@ -1,0 +1,153 @@
+"""Devices, precision, XLA, seeds and the tf.distribute strategy for one run.
+
+`configure(cfg)` is called once at the start of a run. It resets the global
+state a previous run in the same process may have left (dtype policy, Keras
+session), applies the run's choices and returns a `Runtime` that says what it
+chose; build models and optimizers inside `runtime.strategy.scope()`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfguide.config import Config
+
+GPU_HINT = ("install GPU support with `pip install -e \".[gpu]\"` (Linux with an NVIDIA driver) "
+            "and check `nvidia-smi`, or run with --device cpu")
+
+
+class DeviceError(RuntimeError):
+    """The requested device or strategy is not available on this machine."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """What `configure` chose for this run."""
+
+    strategy: tf.distribute.Strategy
+    strategy_name: str  # "one", "mirrored" or "multiworker"
+    device: str  # "cpu" or "gpu"
+    devices: tuple[str, ...]  # the devices the strategy computes on
+    precision: str  # the Keras dtype policy: "float32" or "mixed_float16"
+    jit: bool  # pass as `jit_compile=` to compile() / tf.function
+    deterministic: bool
+    seed: int
+
+    @property
+    def replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+    def to_dict(self) -> dict:
+        """Return what results.json records about the runtime."""
+        return {
+            "device": self.device,
+            "devices": list(self.devices),
+            "precision": self.precision,
+            "jit": self.jit,
+            "strategy": self.strategy_name,
+            "replicas": self.replicas,
+            "deterministic": self.deterministic,
+            "seed": self.seed,
+            **versions(),
+        }
+
+
+def versions() -> dict:
+    """Return the versions of the libraries a result depends on."""
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def use_logical_cpus(n: int) -> bool:
+    """Split the CPU into `n` logical devices (for mirrored-strategy tests).
+
+    Only possible before TensorFlow initialises its devices; returns whether
+    the machine now has at least `n` logical CPUs.
+    """
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+    except RuntimeError:  # devices already initialised
+        pass
+    return len(tf.config.list_logical_devices("CPU")) >= n
+
+
+def _pick_device(requested: str) -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    if requested == "gpu" and not gpus:
+        raise DeviceError(f"--device gpu was requested but TensorFlow sees no GPU: {GPU_HINT}.")
+    device = requested if requested != "auto" else ("gpu" if gpus else "cpu")
+    try:
+        if device == "cpu" and gpus:
+            tf.config.set_visible_devices([], "GPU")
+        for gpu in gpus if device == "gpu" else ():
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # already initialised by an earlier run in this process
+        pass
+    return device
+
+
+def _make_strategy(name: str, device: str) -> tuple[str, tf.distribute.Strategy]:
+    gpus = tf.config.list_logical_devices("GPU") if device == "gpu" else []
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "one"
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise DeviceError("--strategy multiworker needs the TF_CONFIG environment variable "
+                              "(see README, 'Several machines').")
+        json.loads(os.environ["TF_CONFIG"])
+        return name, tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return name, tf.distribute.MirroredStrategy(devices=devices)
+    visible_gpus = tf.config.list_logical_devices("GPU")
+    if device == "cpu" and visible_gpus:  # GPUs could not be hidden: pin to the CPU
+        return name, tf.distribute.OneDeviceStrategy("/cpu:0")
+    return name, tf.distribute.get_strategy()
+
+
+def _resolve_jit(mode: str, device: str, strategy_name: str) -> bool:
+    if mode == "auto":  # XLA pays off on GPUs; on CPU it is many times slower
+        return device == "gpu" and strategy_name == "one"
+    return mode == "on"
+
+
+def configure(cfg: Config) -> Runtime:
+    """Apply the run's device, precision, XLA, seed and strategy choices.
+
+    Raises:
+        DeviceError: a GPU was requested and none is visible, or TF_CONFIG is missing.
+    """
+    device = _pick_device(cfg.device)
+    strategy_name, strategy = _make_strategy(cfg.strategy, device)
+    keras.backend.clear_session()
+    policy = "mixed_float16" if cfg.precision == "mixed" else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        devices = tuple(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy: TensorFlow's default device
+        devices = (tf.config.list_logical_devices(device.upper())[0].name,)
+    return Runtime(
+        strategy=strategy,
+        strategy_name=strategy_name,
+        device=device,
+        devices=devices,
+        precision=policy,
+        jit=_resolve_jit(cfg.jit, device, strategy_name),
+        deterministic=cfg.deterministic,
+        seed=cfg.seed,
+    )
