@@ -16,6 +16,8 @@ Python block::
 
 `python -m tfguide.excerpts chapters/NAME.md` rewrites the fenced blocks from
 the source; `--check` only reports the ones that drifted (tests run it).
+`python -m tfguide.excerpts --readme` rewrites the README's chapter table from
+the registry in `tfguide/chapters/__init__.py`.
 """
 from __future__ import annotations
 
@@ -55,8 +57,23 @@ def sync(text: str, root: Path = ROOT) -> str:
     return INCLUDE.sub(replace, text)
 
 
+def sync_readme(readme: Path = ROOT / "README.md") -> bool:
+    """Rewrite the README's chapter table from the registry; return whether it changed."""
+    from tfguide import chapters
+
+    text = readme.read_text(encoding="utf-8")
+    synced = re.sub(r"(<!-- chapters:start -->\n).*?(\n<!-- chapters:end -->)",
+                    lambda m: m.group(1) + chapters.markdown_table() + m.group(2), text,
+                    flags=re.S)
+    readme.write_text(synced, encoding="utf-8")
+    return synced != text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--readme" in args:
+        print("README.md: chapter table " + ("updated" if sync_readme() else "already current"))
+        return 0
     check = "--check" in args
     stale = []
     for path in (Path(a) for a in args if a != "--check"):
