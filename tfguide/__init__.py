@@ -25,6 +25,12 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 if not _wants("--show"):
     os.environ.setdefault("MPLBACKEND", "Agg")
 
+# tfguide's pipelines shuffle themselves; Keras warns about its own `shuffle` default
+# whenever fit() gets a tf.data.Dataset, which would only confuse a learner.
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", message="`shuffle=True` was passed, but will be ignored")
+
 if not VERBOSE:
     from tfguide import _quiet
 

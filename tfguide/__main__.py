@@ -1,4 +1,4 @@
-"""`python -m tfguide` (or `tfguide`): list | run NAME [flags] | text NAME.
+"""`python -m tfguide` (or `tfguide`): list | run NAME [flags] | text NAME | notebook | book.
 
 Listing and argument checks import no TensorFlow, so they answer at once.
 """
@@ -15,6 +15,13 @@ USAGE = """usage: python -m tfguide [list | run NAME [flags] | text NAME]
   list          the chapters, in reading order (the default)
   run NAME      run a chapter; flags as for `python -m tfguide.chapters.NAME --help`
   text NAME     print a chapter's text
+  notebook NAME [--out DIR]
+                write the chapter as a Jupyter notebook DIR/NAME.ipynb (NAME `all`: every
+                chapter; needs the notebook extra: pip install -e ".[notebook]")
+  book [--out DIR] [--runs DIR] [--open]
+                write the chapters as a local HTML book (default book/), showing the figures
+                and metrics of your latest run of each chapter under runs/
+  bench         measure training speed beside plain Keras (`bench --help`)
 """
 
 
@@ -61,8 +68,21 @@ def main(argv: Sequence[str] | None = None) -> None:
                 cli.fail(str(err), 2)
         module = importlib.import_module(chapter.module)
         module.main(flags)
+    elif command == "bench":
+        from tfguide import bench
+
+        bench.main(rest)
+    elif command == "notebook":
+        from tfguide import notebook
+
+        notebook.main(rest)
+    elif command == "book":
+        from tfguide import book
+
+        book.main(rest)
     else:
-        cli.fail(f"unknown command {command!r}. Use one of: list, run NAME, text NAME.", 2)
+        cli.fail(f"unknown command {command!r}. Use one of: list, run NAME, text NAME, "
+                 "notebook NAME, book.", 2)
 
 
 if __name__ == "__main__":

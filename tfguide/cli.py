@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import sys
@@ -150,6 +151,9 @@ def parse(name: str, argv: Sequence[str] | None = None) -> Config:
     strategy = _choice("--strategy", args.strategy, config.STRATEGIES)
     if strategy == "multiworker":
         _check_tf_config()
+    if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--tensorboard needs the tensorboard package: "
+                         "pip install -e \".[tensorboard]\" (or pip install tensorboard)")
     options = {}
     for option in chapter.options:
         text = getattr(args, option.dest)

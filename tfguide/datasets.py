@@ -363,6 +363,32 @@ def load_series(name: str = "sunspots") -> tuple[np.ndarray, np.ndarray, str]:
 
 
 # --- Pipelines ------------------------------------------------------------------------
+def _index_batches(n: int, batch_size: int, shuffle: bool, seed: int,
+                   drop_remainder: bool) -> tf.data.Dataset:
+    """Yield one vector of example indices per batch, a fresh seeded order each epoch.
+
+    The permutation is made in one op (`stateless_shuffle`) from a seed that
+    `Dataset.random` redraws, deterministically, every time the data set is
+    iterated, i.e. every epoch; element-by-element shuffling of n indices costs
+    several times more.
+    """
+    full = n // batch_size * batch_size
+
+    def split(order):  # (n,) -> batches of indices
+        batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full], (-1, batch_size)))
+        if full < n and not drop_remainder:
+            batches = batches.concatenate(tf.data.Dataset.from_tensors(order[full:]))
+        return batches
+
+    if shuffle:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        orders = seeds.map(lambda s: tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([s, tf.constant(seed, tf.int64)])))
+    else:
+        orders = tf.data.Dataset.from_tensors(tf.range(n, dtype=tf.int64))
+    return orders.flat_map(split)
+
+
 def pipeline(x, y=None, batch_size: int = 32, *, shuffle: bool = False, seed: int = 0,
              drop_remainder: bool = False) -> tf.data.Dataset:
     """Batch in-memory arrays into a `tf.data.Dataset` (seeded shuffle, prefetch).
@@ -380,10 +406,7 @@ def pipeline(x, y=None, batch_size: int = 32, *, shuffle: bool = False, seed: in
     """
     data = x if y is None else (x, y)
     n = len(tf.nest.flatten(data)[0])
-    indices = tf.data.Dataset.range(n)
-    if shuffle:
-        indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    indices = indices.batch(batch_size, drop_remainder=drop_remainder)
+    indices = _index_batches(n, batch_size, shuffle, seed, drop_remainder)
     arrays = tf.data.Dataset.from_tensors(data).repeat()
 
     def gather(idx, tensors):
