@@ -1,0 +1,372 @@
+"""The HTML book: every chapter page, "your run" from results.json, and a real browser.
+
+The browser test drives headless Chromium (Debian's `chromium`) over the Chrome DevTools
+protocol on a pipe (`--remote-debugging-pipe`), so it needs no Python package and no
+network; it is skipped, saying why, when no Chromium is installed.
+"""
+import base64
+import fcntl
+import json
+import os
+import queue
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from tfguide import book, chapters, cli
+
+pytest.importorskip("markdown_it", reason='the book needs the "book" extra')
+pytest.importorskip("pygments", reason='the book needs the "book" extra')
+
+NAMES = [c.name for c in chapters.CHAPTERS]
+FIRST = NAMES[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A real --quick run of the first chapter (the others have none: they show a command)."""
+    import importlib
+
+    root = tmp_path_factory.mktemp("runs")
+    module = importlib.import_module(chapters.get(FIRST).module)
+    module.run(cli.parse(FIRST, ["--quick", "--out", str(root)]))
+    return root
+
+
+@pytest.fixture(scope="module")
+def site(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("book") / "book"
+    index = book.build(out, runs)
+    return out, index
+
+
+# --- The pages ------------------------------------------------------------------------
+def test_index_lists_every_chapter_in_order(site):
+    out, index = site
+    html = index.read_text()
+    positions = [html.index(f'href="{n}.html"', html.index("<table")) for n in NAMES]
+    assert positions == sorted(positions)
+    assert {p.stem for p in out.glob("*.html")} == {"index", *NAMES}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_chapter_page_has_text_code_and_navigation(site, name):
+    out, _ = site
+    html = (out / f"{name}.html").read_text()
+    for heading in ("Run it", "The idea", "From scratch", "Results"):
+        assert f">{heading}</h2>" in html
+    assert '<pre class="highlight"><code>' in html and '<span class="k">def</span>' in html
+    assert "<!-- include:" not in html, "include markers become captions"
+    i = NAMES.index(name)
+    prev_href = f"{NAMES[i - 1]}.html" if i else "index.html"
+    next_href = f"{NAMES[i + 1]}.html" if i + 1 < len(NAMES) else "index.html"
+    assert f'rel="prev" href="{prev_href}"' in html and f'rel="next" href="{next_href}"' in html
+    assert not re.search(r'(src|href)="(https?:)?//', html), "nothing is fetched from the web"
+
+
+def test_your_run_shows_the_latest_run_figures_and_metrics(site, runs):
+    out, _ = site
+    html = (out / f"{FIRST}.html").read_text()
+    (run_dir,) = (runs / FIRST).iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert "Your run" in html and results["created"].replace("T", " ") in html
+    assert results["runtime"]["device"] in html and results["data"]["source"] in html
+    for metric in results["metrics"]:
+        assert f"<code>{metric}</code>" in html
+    figures = sorted(p.name for p in (run_dir / "figures").glob("*.png"))
+    assert figures, "the quick run saved figures"
+    for name in figures:
+        copied = out / "figures" / FIRST / run_dir.name / name
+        assert copied.read_bytes() == (run_dir / "figures" / name).read_bytes()
+        assert f'src="figures/{FIRST}/{run_dir.name}/{name}"' in html
+
+
+def test_a_chapter_without_a_run_shows_the_command(tmp_path):
+    book.build(tmp_path / "book", tmp_path / "no-runs")
+    html = (tmp_path / "book" / f"{FIRST}.html").read_text()
+    assert "No run of this chapter yet" in html
+    assert f"python -m tfguide.chapters.{FIRST} --quick" in html
+    assert not (tmp_path / "book" / "figures" / FIRST).exists()
+
+
+def test_latest_finished_run_wins_and_damaged_ones_are_skipped(runs, tmp_path):
+    (src,) = (runs / FIRST).iterdir()
+    base = json.loads((src / "results.json").read_text())
+
+    def fake(stamp, created, status="ok", marker=0.0):
+        folder = tmp_path / FIRST / stamp
+        shutil.copytree(src, folder)
+        data = dict(base, created=created, status=status, metrics={"marker": marker})
+        (folder / "results.json").write_text(json.dumps(data))
+        return folder
+
+    fake("20200101-000000", "2020-01-01T00:00:00+00:00", marker=1.0)
+    newest = fake("20200301-000000", "2020-03-01T00:00:00+00:00", marker=3.0)
+    fake("20200401-000000", "2020-04-01T00:00:00+00:00", status="failed", marker=4.0)
+    damaged = tmp_path / FIRST / "20200501-000000"
+    damaged.mkdir()
+    (damaged / "results.json").write_text('{"status": "ok", "metr')
+    run = book.latest_run(tmp_path, FIRST)
+    assert run.dir == newest and run.results["metrics"] == {"marker": 3.0}
+    assert book.latest_run(tmp_path, "no_such_chapter") is None
+
+
+def test_run_command_repeats_the_run():
+    chapter = chapters.get(FIRST)
+    assert book.run_command(chapter, {"quick": True, "epochs": chapter.quick_epochs}) == \
+        f"python -m {chapter.module} --quick"
+    assert book.run_command(chapter, {"quick": False, "seed": 7, "learning_rate": 0.05}) == \
+        f"python -m {chapter.module} --learning-rate 0.05 --seed 7"
+
+
+def test_formulas_links_and_includes_are_rendered():
+    md, _ = book._markdown()
+    text = ("# T\n\nThe loss\n\n  J(θ) = (1/n)·‖Xθ − y‖².\n\nSee [the next one](cnn.md#the-idea)"
+            f", [{FIRST}]({FIRST}.md), [data](../data/README.md) and [web](https://keras.io).\n\n"
+            "<!-- include: tfguide/chapters/x.py:a -->\n```python\ndef f():\n    pass\n```\n")
+    title, html, toc = book.render_text(md, FIRST, text)
+    assert title == "T" and toc == []
+    assert '<p class="formula">J(θ) = (1/n)·‖Xθ − y‖².</p>' in html
+    assert f'<a href="{FIRST}.html">' in html, "links to chapter texts go to their pages"
+    assert '<span class="file-ref" title="../data/README.md">data</span>' in html
+    assert '<a href="https://keras.io">web</a>' in html
+    assert '<p class="src">tfguide/chapters/x.py</p>' in html
+    if "cnn" not in chapters.BY_NAME:
+        assert 'title="cnn.md#the-idea"' in html, "no link to a page the book lacks"
+
+
+def test_refuses_to_write_into_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        book.build(tmp_path, tmp_path / "runs")
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_book_command_writes_the_site(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tfguide", "book", "--out",
+                             str(tmp_path / "site"), "--runs", str(tmp_path / "runs")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout and (tmp_path / "site" / "index.html").is_file()
+    assert "tensorflow" not in result.stderr
+
+
+# --- In a real browser ----------------------------------------------------------------
+def find_chromium() -> str | None:
+    for name in (os.environ.get("TFGUIDE_CHROMIUM"), "chromium", "chromium-browser",
+                 "google-chrome", "google-chrome-stable"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+class Chromium:
+    """Headless Chromium spoken to over the DevTools protocol on a pipe (fds 3 and 4)."""
+
+    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-extensions", "--remote-debugging-pipe"]
+
+    def __init__(self, binary: str, profile: Path, timeout: float = 60.0):
+        self.timeout = timeout
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+
+        def wire_fds():  # in the child: the browser reads fd 3 and writes fd 4
+            a = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD, 10)
+            b = fcntl.fcntl(from_browser_w, fcntl.F_DUPFD, 10)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen(
+            [binary, *self.FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            preexec_fn=wire_fds, close_fds=False, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._next_id = 0
+        self._messages: queue.Queue = queue.Queue()
+        self.events: list[dict] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        buffer = b""
+        while True:
+            chunk = os.read(self._from_browser, 1 << 16)
+            if not chunk:
+                self._messages.put(None)
+                return
+            buffer += chunk
+            *messages, buffer = buffer.split(b"\0")
+            for message in messages:
+                self._messages.put(json.loads(message))
+
+    def _next_message(self, deadline: float) -> dict:
+        try:
+            message = self._messages.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            raise TimeoutError("Chromium did not answer in time") from None
+        if message is None:
+            raise RuntimeError("Chromium closed the DevTools pipe")
+        return message
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None):
+        """Send one command and return its result; events meanwhile go to `self.events`."""
+        self._next_id += 1
+        command = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            command["sessionId"] = session
+        os.write(self._to_browser, json.dumps(command).encode() + b"\0")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            message = self._next_message(deadline)
+            if message.get("id") == self._next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+            self.events.append(message)
+
+    def wait_for(self, method: str, session: str) -> dict:
+        deadline = time.monotonic() + self.timeout
+        for i, event in enumerate(self.events):
+            if event.get("method") == method and event.get("sessionId") == session:
+                return self.events.pop(i)
+        while True:
+            message = self._next_message(deadline)
+            if message.get("method") == method and message.get("sessionId") == session:
+                return message
+            self.events.append(message)
+
+    def close(self):
+        try:
+            self.send("Browser.close")
+        except (RuntimeError, TimeoutError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        os.close(self._to_browser)
+
+
+def page_errors(events: list[dict], session: str) -> list[str]:
+    """The console errors, uncaught exceptions and failed loads among a page's events."""
+    errors = []
+    for event in events:
+        if event.get("sessionId") != session:
+            continue
+        method, params = event.get("method"), event.get("params", {})
+        if method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+            errors.append("console: " + " ".join(str(a.get("value", a.get("description")))
+                                                 for a in params["args"]))
+        elif method == "Runtime.exceptionThrown":
+            errors.append("exception: " + params["exceptionDetails"].get("text", ""))
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+            entry = params["entry"]
+            errors.append(f"log: {entry['text']} {entry.get('url', '')}")
+        elif method == "Network.loadingFailed":
+            errors.append(f"load failed: {params.get('errorText')}")
+    return errors
+
+
+INSPECT = """(async () => {
+  const images = await Promise.all(Array.from(document.images, img =>
+      img.decode().then(() => [img.currentSrc, img.naturalWidth > 0], () => [img.currentSrc, false])));
+  return {
+    images,
+    links: Array.from(document.querySelectorAll("a[href]"), a => a.href),
+    ids: Array.from(document.querySelectorAll("[id]"), e => e.id),
+    resources: performance.getEntriesByType("resource").map(r => r.name),
+    title: document.title,
+    h1: (document.querySelector("h1") || {}).textContent,
+  };
+})()"""
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "a PNG file"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="no Chromium installed (Debian: apt-get "
+                    "install chromium; or set TFGUIDE_CHROMIUM to a Chrome/Chromium binary)")
+def test_pages_load_in_headless_chromium(site, tmp_path):
+    out, index = site
+    browser = Chromium(find_chromium(), tmp_path / "profile")
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.send("Target.attachToTarget",
+                               {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            browser.send(f"{domain}.enable", session=session)
+        browser.send("Emulation.setDeviceMetricsOverride", {
+            "width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+            session=session)
+
+        seen: dict[Path, dict] = {}
+        todo = [index.resolve()]
+        while todo:
+            path = todo.pop(0)
+            if path in seen:
+                continue
+            browser.events.clear()
+            browser.send("Page.navigate", {"url": path.as_uri()}, session=session)
+            browser.wait_for("Page.loadEventFired", session)
+            report = browser.send("Runtime.evaluate", {
+                "expression": INSPECT, "awaitPromise": True, "returnByValue": True},
+                session=session)["result"]["value"]
+            seen[path] = report
+            assert not page_errors(browser.events, session), (path.name, page_errors(
+                browser.events, session))
+            broken = [src for src, ok in report["images"] if not ok]
+            assert not broken, f"{path.name}: images that did not load: {broken}"
+            outside = [r for r in report["resources"] if not r.startswith(("file:", "data:"))]
+            assert not outside, f"{path.name} fetched from outside its folder: {outside}"
+            for href in report["links"]:
+                url = urlsplit(href)
+                if url.scheme != "file":
+                    continue
+                linked = Path(unquote(url.path))
+                assert linked.exists(), f"{path.name} links to a missing {linked}"
+                assert out.resolve() in linked.parents, f"{path.name} links out of the book"
+                if linked.suffix == ".html":
+                    todo.append(linked)
+            if path.stem == FIRST:
+                shot = browser.send("Page.captureScreenshot", {"format": "png"},
+                                    session=session)
+                (tmp_path / f"{FIRST}.png").write_bytes(base64.b64decode(shot["data"]))
+                height = browser.send("Page.getLayoutMetrics",
+                                      session=session)["cssContentSize"]["height"]
+                full = browser.send("Page.captureScreenshot", {
+                    "format": "png", "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1}},
+                    session=session)
+                (tmp_path / f"{FIRST}-full.png").write_bytes(base64.b64decode(full["data"]))
+
+        # Every fragment link points at an element that exists on its page.
+        for path, report in seen.items():
+            for href in report["links"]:
+                url = urlsplit(href)
+                if url.scheme == "file" and url.fragment and url.path.endswith(".html"):
+                    ids = seen[Path(unquote(url.path))]["ids"]
+                    assert url.fragment in ids, f"{path.name}: no #{url.fragment} in {url.path}"
+        assert set(seen) == {p.resolve() for p in out.glob("*.html")}, "every page is linked"
+        for name in NAMES:
+            report = seen[(out / f"{name}.html").resolve()]
+            assert report["title"].endswith("· tfguide") and report["h1"]
+        first = seen[(out / f"{FIRST}.html").resolve()]
+        assert len(first["images"]) >= 1, "the first chapter's page shows its run's figures"
+    finally:
+        browser.close()
+    width, height = png_size((tmp_path / f"{FIRST}.png").read_bytes())
+    assert (width, height) == (1280, 1000)
+    print(f"screenshot: {tmp_path / (FIRST + '.png')}")

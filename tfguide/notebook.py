@@ -1,0 +1,239 @@
+"""Turn a chapter into a Jupyter notebook: its text as Markdown cells, its code as code cells.
+
+`python -m tfguide notebook NAME [--out DIR]` writes `DIR/NAME.ipynb` (`all` writes every
+chapter). The notebook is made from two things that already exist, so it cannot drift from
+them: the chapter text (`chapters/NAME.md`, split at its `## ` sections) and the chapter
+module. Each code excerpt the text shows becomes a code cell holding the module's current
+source between its `# [start:...]` / `# [end:...]` markers; the run cell calls the module's
+own `run` on the `--quick` configuration, and a later cell shows the figures it saved.
+
+The format is written and validated with `nbformat` (the `notebook` extra:
+`pip install -e ".[notebook]"`). Nothing here imports TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tfguide import chapters, cli, excerpts, resources
+
+EXTRA_HINT = ('notebooks need the "notebook" extra: pip install -e ".[notebook]" '
+              '(in a checkout) or pip install "tfguide[notebook]"')
+FENCE = re.compile(r"^(`{3,}|~{3,})")
+
+
+class MissingExtra(ImportError):
+    """An optional dependency of this command is not installed."""
+
+
+def _nbformat():
+    try:
+        import nbformat
+    except ImportError:
+        raise MissingExtra(EXTRA_HINT) from None
+    return nbformat
+
+
+def _install_spec() -> str:
+    """Return what the setup cell pip-installs when the kernel lacks tfguide."""
+    root = resources.texts_dir().parent
+    if (root / "pyproject.toml").is_file():  # a checkout: install this folder
+        return str(root)
+    return "tfguide"
+
+
+# --- Splitting the text ---------------------------------------------------------------
+def sections(text: str) -> list[tuple[str | None, str]]:
+    """Split a chapter text at `## ` headings (outside code fences): [(heading, body)].
+
+    The part before the first heading comes first, with heading None.
+    """
+    parts: list[tuple[str | None, list[str]]] = [(None, [])]
+    fence = None
+    for line in text.splitlines(keepends=True):
+        match = FENCE.match(line)
+        if match and fence is None:
+            fence = match.group(1)
+        elif match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence) \
+                and not line.strip()[len(match.group(1)):]:
+            fence = None  # a closing fence: same character, at least as long, no info string
+        if fence is None and line.startswith("## "):
+            parts.append((line[3:].strip(), []))
+        else:
+            parts[-1][1].append(line)
+    return [(heading, "".join(lines)) for heading, lines in parts]
+
+
+def _is_definitions(code: str) -> bool:
+    """Whether `code` only defines things (functions, classes), so running it is safe."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+    return bool(tree.body) and all(isinstance(node, kinds) for node in tree.body)
+
+
+def pieces(body: str) -> list[tuple[str, str]]:
+    """Split a section body into ("markdown", text) and ("code", source) pieces.
+
+    An included excerpt becomes a code piece with the module's *current* source (not the
+    copy in the text); an excerpt that is not a plain definition (e.g. lines from inside
+    `run`) would not run on its own, so it stays in the Markdown as shown code.
+    """
+    out: list[tuple[str, str]] = []
+    last = 0
+    for match in excerpts.INCLUDE.finditer(body):
+        path, name = match["path"], match["name"]
+        code = excerpts.excerpt((excerpts.ROOT / path).read_text(encoding="utf-8"), name)
+        if not _is_definitions(code):
+            continue
+        out.append(("markdown", body[last:match.start()]))
+        out.append(("code", f"# {path}, excerpt {name!r} (run it to define it here too)\n"
+                            + code.rstrip("\n")))
+        last = match.end()
+    out.append(("markdown", body[last:]))
+    return [(kind, text.strip("\n")) for kind, text in out if text.strip()]
+
+
+# --- Cells that run the chapter -------------------------------------------------------
+def setup_code(chapter: chapters.Chapter) -> str:
+    return f'''\
+from __future__ import annotations  # the module's own annotation rules, for the cells below
+
+# Setup: make tfguide importable in this kernel (Jupyter, Colab), then load the chapter.
+import importlib.util, subprocess, sys
+
+TFGUIDE = {_install_spec()!r}  # what pip installs if tfguide is missing: a folder, a wheel or a URL
+if importlib.util.find_spec("tfguide") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", TFGUIDE], check=True)
+
+import dataclasses
+from pathlib import Path
+
+import tfguide  # quiets TensorFlow's start-up logs
+from tfguide import cli, results
+from tfguide.chapters import {chapter.name} as chapter
+
+# The module's names (tf, keras, its helpers) are made available here, so the code cells
+# below run exactly as they do in the module.
+globals().update({{k: v for k, v in vars(chapter).items() if not k.startswith("__")}})'''
+
+
+def run_code(chapter: chapters.Chapter) -> str:
+    return f'''\
+# Run the chapter's own experiment: the same as
+#   python -m {chapter.module} --quick
+# Remove "--quick" for the full run; any other flag of `--help` works here too.
+cfg = cli.parse({chapter.name!r}, ["--quick", "--out", "runs"])
+cfg = dataclasses.replace(cfg, run_dir=results.new_run_dir(cfg.out, cfg.chapter))
+metrics = chapter.run(cfg)
+print(results.summary(cfg.run_dir))'''
+
+
+FIGURES_CODE = '''\
+# The figures your run saved (after the run cell under "Run it").
+from IPython.display import Image, display
+
+for png in sorted((Path(cfg.run_dir) / "figures").glob("*.png")):
+    print(png.name)
+    display(Image(filename=str(png)))'''
+
+
+def intro_note(chapter: chapters.Chapter) -> str:
+    return (f"> This notebook is made from `chapters/{chapter.name}.md` and the module "
+            f"`{chapter.module}` by `python -m tfguide notebook {chapter.name}`. Run the cells "
+            "in order: the first one imports tfguide (installing it if the kernel lacks it: "
+            "on Colab, set `TFGUIDE` to a wheel you uploaded or a repository URL), the code "
+            "cells hold the module's own source, and the run cell calls the module's `run`.")
+
+
+# --- The notebook ---------------------------------------------------------------------
+def build(name: str):
+    """Return chapter `name` as an `nbformat` v4 notebook (validated)."""
+    nbformat = _nbformat()
+    from nbformat import v4
+
+    chapter = chapters.get(name)
+    text = resources.chapter_text(name)
+    cells = []
+
+    def add(kind: str, source: str) -> None:
+        make = v4.new_code_cell if kind == "code" else v4.new_markdown_cell
+        cells.append(make(source, id=f"{name[:50]}-{len(cells):03d}"))
+
+    parts = sections(text)
+    heading_names = [h for h, _ in parts]
+    for heading, body in parts:
+        if heading is None:
+            add("markdown", body.strip("\n") + "\n\n" + intro_note(chapter))
+            add("code", setup_code(chapter))
+            continue
+        for kind, source in pieces(f"## {heading}\n\n{body.lstrip()}"):
+            add(kind, source)
+        if heading == "Run it":
+            add("code", run_code(chapter))
+            if "Results" not in heading_names:
+                add("code", FIGURES_CODE)
+        elif heading == "Results":
+            add("code", FIGURES_CODE)
+    if "Run it" not in heading_names:  # a text without the usual sections still runs
+        add("code", run_code(chapter))
+        add("code", FIGURES_CODE)
+
+    nb = v4.new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+        "tfguide": {"chapter": name},
+    })
+    nbformat.validate(nb)
+    return nb
+
+
+def write(name: str, out: Path) -> Path:
+    """Write chapter `name`'s notebook to `out/NAME.ipynb` and return the path."""
+    nbformat = _nbformat()
+    nb = build(name)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        cli.fail(message, 2)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m tfguide notebook NAME|all [--out DIR]`."""
+    parser = _Parser(prog="python -m tfguide notebook", allow_abbrev=False,
+                     description="Write a chapter as a Jupyter notebook.")
+    parser.add_argument("name", nargs="?", help="a chapter name, or `all`")
+    parser.add_argument("--out", metavar="DIR", default=".",
+                        help="folder for NAME.ipynb (default: the current folder)")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.name is None:
+        cli.fail("a chapter name (or `all`) is needed. Known chapters: "
+                 + ", ".join(chapters.BY_NAME), 2)
+    if args.name != "all" and args.name not in chapters.BY_NAME:
+        cli.fail(f"Unknown chapter {args.name!r}. Known chapters: "
+                 + ", ".join(chapters.BY_NAME) + " (or `all`).", 2)
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        cli.fail(f"--out must be a folder (it is created if missing), not a file. "
+                 f"Received: --out={args.out}", 2)
+    names = list(chapters.BY_NAME) if args.name == "all" else [args.name]
+    try:
+        _nbformat()
+        for name in names:
+            print(f"wrote {write(name, out)}")
+    except MissingExtra as err:
+        cli.fail(str(err), 1)
+    except FileNotFoundError as err:
+        cli.fail(str(err), 1)
