@@ -1,0 +1,163 @@
+"""Notebooks: every chapter's builds and validates; one chapter's quick path really runs."""
+import ast
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tfguide import chapters, excerpts, notebook, resources
+
+nbformat = pytest.importorskip("nbformat", reason='notebooks need the "notebook" extra')
+
+NAMES = [c.name for c in chapters.CHAPTERS]
+
+
+def code_cells(nb):
+    return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+def markdown(nb) -> str:
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_valid_and_interleaves_text_and_code(name, tmp_path):
+    path = notebook.write(name, tmp_path)
+    assert path == tmp_path / f"{name}.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    assert len({c.id for c in nb.cells}) == len(nb.cells), "cell ids are unique"
+
+    setup = code_cells(nb)[0]
+    assert "pip" in setup and "import tfguide" in setup
+    assert f"from tfguide.chapters import {name} as chapter" in setup
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[1].source == setup
+
+    text = resources.chapter_text(name)
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    shown = re.findall(r"^## (.+)$", markdown(nb), re.M)
+    assert shown == headings, "every section, in the text's order"
+    kinds = [c.cell_type for c in nb.cells]
+    assert kinds.count("code") > 3 and "markdown" in kinds[2:], "text and code interleave"
+
+    for source in code_cells(nb):
+        ast.parse(source)  # every code cell is valid Python
+    run_cells = [s for s in code_cells(nb) if "chapter.run(cfg)" in s]
+    assert len(run_cells) == 1
+    assert f"cli.parse({name!r}, [\"--quick\"" in run_cells[0]
+    assert any("display(Image(" in s for s in code_cells(nb)), "a cell shows the run's figures"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_code_cells_hold_the_modules_current_source(name):
+    nb = notebook.build(name)
+    cells = code_cells(nb)
+    text = resources.chapter_text(name)
+    shown = 0
+    for path, part, _ in excerpts.includes(text):
+        code = excerpts.excerpt((excerpts.ROOT / path).read_text(), part).rstrip("\n")
+        in_code = any(cell.endswith("\n" + code) for cell in cells)
+        in_text = code in markdown(nb)
+        assert in_code or in_text, f"excerpt {part!r} is in the notebook"
+        shown += in_code
+    assert shown, "at least one excerpt is a runnable code cell"
+    # No prose is lost: every line of the text outside its code blocks is in a Markdown cell.
+    prose = excerpts.INCLUDE.sub("", text)
+    for line in prose.splitlines():
+        if line.strip() and not line.startswith("## "):
+            assert line.strip() in markdown(nb) or any(line.strip() in c for c in cells), line
+
+
+def test_cells_take_code_from_the_module_not_from_a_stale_text():
+    path, part, code = excerpts.includes(resources.chapter_text(NAMES[0]))[0]
+    stale = f"Before.\n\n<!-- include: {path}:{part} -->\n```python\ndef stale():\n    pass\n```\n\nAfter."
+    pieces = notebook.pieces(stale)
+    kinds = [kind for kind, _ in pieces]
+    assert kinds == ["markdown", "code", "markdown"]
+    assert "def stale" not in pieces[1][1] and pieces[1][1].endswith(code.rstrip("\n"))
+
+
+def test_fragments_that_cannot_run_alone_stay_as_shown_code():
+    assert notebook._is_definitions("def f():\n    return 1\n\nclass A:\n    pass\n")
+    assert not notebook._is_definitions("history = model.fit(x, y)\n")
+    assert not notebook._is_definitions("def broken(:\n")
+
+
+def test_sections_ignore_headings_inside_code_blocks():
+    text = "# T\n\nintro\n\n## One\n\n```text\n## not a heading\n```\n\n## Two\n\nend\n"
+    assert [h for h, _ in notebook.sections(text)] == [None, "One", "Two"]
+    assert "## not a heading" in notebook.sections(text)[1][1]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-X", "importtime", "-m", "tfguide", *args],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def errors(result):
+    return [ln for ln in result.stderr.splitlines() if not ln.startswith("import time:")]
+
+
+def test_notebook_command_writes_the_file_without_tensorflow(tmp_path):
+    result = run_cli("notebook", NAMES[0], "--out", str(tmp_path / "nb"))
+    assert result.returncode == 0, errors(result)
+    assert (tmp_path / "nb" / f"{NAMES[0]}.ipynb").is_file()
+    assert not re.search(r"\| (tensorflow|keras)(\.|$)", result.stderr, re.M)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["notebook"], "a chapter name (or `all`) is needed"),
+    (["notebook", "nosuch"], "Unknown chapter 'nosuch'"),
+    (["notebook", NAMES[0], "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_notebook_command_lines_exit_2_with_one_line(args, needle):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    (line,) = errors(result)
+    assert line.startswith("tfguide: error:") and needle in line
+
+
+def test_missing_extra_is_one_clear_line(tmp_path):
+    code = ("import sys; sys.modules['nbformat'] = None\n"  # as if the extra were absent
+            "from tfguide.__main__ import main\n"
+            f"main(['notebook', {NAMES[0]!r}, '--out', {str(tmp_path)!r}])\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"tfguide: error: {notebook.EXTRA_HINT}"]
+    assert 'pip install -e ".[notebook]"' in notebook.EXTRA_HINT
+    assert not list(tmp_path.iterdir())
+
+
+def test_quick_path_executes_in_a_kernel(tmp_path, monkeypatch):
+    """Run gradient_descent's notebook top to bottom in a real kernel (about 10 s idle)."""
+    pytest.importorskip("nbclient", reason='executing notebooks needs the "notebook" extra')
+    pytest.importorskip("ipykernel", reason='executing notebooks needs the "notebook" extra')
+    from nbclient import NotebookClient
+
+    # A kernel spec for this very interpreter, so the kernel imports this tfguide.
+    spec = tmp_path / "jupyter" / "kernels" / "tfguide-test"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "tfguide test", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    work = tmp_path / "work"
+    work.mkdir()
+    nb = notebook.build("gradient_descent")
+    NotebookClient(nb, timeout=300, kernel_name="tfguide-test",
+                   resources={"metadata": {"path": str(work)}}).execute()
+
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "gradient_descent: ok" in text, "the run cell printed the summary"
+    pictures = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
+    (result,) = work.glob("runs/gradient_descent/*/results.json")
+    run = json.loads(result.read_text())
+    assert run["status"] == "ok" and run["config"]["quick"]
+    assert run["metrics"]["param_error"] < 1e-3 and run["metrics"]["keras_param_error"] < 1e-3
+    assert len(pictures) == len(list(result.parent.glob("figures/*.png"))) >= 1
