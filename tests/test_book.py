@@ -129,7 +129,8 @@ def test_run_command_repeats_the_run():
 
 def test_formulas_links_and_includes_are_rendered():
     md, _ = book._markdown()
-    text = ("# T\n\nThe loss\n\n  J(θ) = (1/n)·‖Xθ − y‖².\n\nSee [the next one](cnn.md#the-idea)"
+    text = ("# T\n\nThe loss\n\n  J(θ) = (1/n)·‖Xθ − y‖².\n\n"
+            "See [the next one](cnn.md#the-idea)"
             f", [{FIRST}]({FIRST}.md), [data](../data/README.md) and [web](https://keras.io).\n\n"
             "<!-- include: tfguide/chapters/x.py:a -->\n```python\ndef f():\n    pass\n```\n")
     title, html, toc = book.render_text(md, FIRST, text)
@@ -280,7 +281,8 @@ def page_errors(events: list[dict], session: str) -> list[str]:
 
 INSPECT = """(async () => {
   const images = await Promise.all(Array.from(document.images, img =>
-      img.decode().then(() => [img.currentSrc, img.naturalWidth > 0], () => [img.currentSrc, false])));
+      img.decode().then(() => [img.currentSrc, img.naturalWidth > 0],
+                        () => [img.currentSrc, false])));
   return {
     images,
     links: Array.from(document.querySelectorAll("a[href]"), a => a.href),

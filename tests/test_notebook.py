@@ -73,7 +73,8 @@ def test_code_cells_hold_the_modules_current_source(name):
 
 def test_cells_take_code_from_the_module_not_from_a_stale_text():
     path, part, code = excerpts.includes(resources.chapter_text(NAMES[0]))[0]
-    stale = f"Before.\n\n<!-- include: {path}:{part} -->\n```python\ndef stale():\n    pass\n```\n\nAfter."
+    stale = (f"Before.\n\n<!-- include: {path}:{part} -->\n"
+             "```python\ndef stale():\n    pass\n```\n\nAfter.")
     pieces = notebook.pieces(stale)
     kinds = [kind for kind, _ in pieces]
     assert kinds == ["markdown", "code", "markdown"]

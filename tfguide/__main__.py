@@ -16,8 +16,9 @@ USAGE = """usage: python -m tfguide [list | run NAME [flags] | text NAME]
   run NAME      run a chapter; flags as for `python -m tfguide.chapters.NAME --help`
   text NAME     print a chapter's text
   notebook NAME [--out DIR]
-                write the chapter as a Jupyter notebook DIR/NAME.ipynb (NAME `all`: every
-                chapter; needs the notebook extra: pip install -e ".[notebook]")
+                write the chapter as a Jupyter notebook, DIR/NAME.ipynb (default DIR:
+                notebooks/; NAME `all`: every chapter). Needs the notebook extra:
+                pip install -e ".[notebook]"
   book [--out DIR] [--runs DIR] [--open]
                 write the chapters as a local HTML book (default book/), showing the figures
                 and metrics of your latest run of each chapter under runs/

@@ -1,11 +1,12 @@
 """Turn a chapter into a Jupyter notebook: its text as Markdown cells, its code as code cells.
 
-`python -m tfguide notebook NAME [--out DIR]` writes `DIR/NAME.ipynb` (`all` writes every
-chapter). The notebook is made from two things that already exist, so it cannot drift from
-them: the chapter text (`chapters/NAME.md`, split at its `## ` sections) and the chapter
-module. Each code excerpt the text shows becomes a code cell holding the module's current
-source between its `# [start:...]` / `# [end:...]` markers; the run cell calls the module's
-own `run` on the `--quick` configuration, and a later cell shows the figures it saved.
+`python -m tfguide notebook NAME [--out DIR]` writes `DIR/NAME.ipynb` (default
+`notebooks/`; NAME `all` writes every chapter). The notebook is made from two things that
+already exist, so it cannot drift from them: the chapter text (`chapters/NAME.md`, split at
+its `## ` sections) and the chapter module. Each code excerpt the text shows becomes a code
+cell holding the module's current source between its `# [start:...]` / `# [end:...]`
+markers; the run cell calls the module's own `run` on the `--quick` configuration, and a
+later cell shows the figures it saved.
 
 The format is written and validated with `nbformat` (the `notebook` extra:
 `pip install -e ".[notebook]"`). Nothing here imports TensorFlow.
@@ -215,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = _Parser(prog="python -m tfguide notebook", allow_abbrev=False,
                      description="Write a chapter as a Jupyter notebook.")
     parser.add_argument("name", nargs="?", help="a chapter name, or `all`")
-    parser.add_argument("--out", metavar="DIR", default=".",
-                        help="folder for NAME.ipynb (default: the current folder)")
+    parser.add_argument("--out", metavar="DIR", default="notebooks",
+                        help="folder for NAME.ipynb (default notebooks/)")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.name is None:
         cli.fail("a chapter name (or `all`) is needed. Known chapters: "
