@@ -6,7 +6,8 @@ import tempfile
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="tfguide-keras-home-")  # no user cache
-os.environ.pop("TFGUIDE_DATA_DIR", None)
+# The user's data folder, kept for `slow` tests on real data; tests otherwise never see it.
+USER_DATA_DIR = os.environ.pop("TFGUIDE_DATA_DIR", None)
 os.environ.pop("TF_CONFIG", None)
 
 import pytest  # noqa: E402

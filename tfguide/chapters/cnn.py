@@ -1,0 +1,279 @@
+"""Convolutional networks: conv2d and max-pooling from scratch, then a Keras CNN.
+
+Writes a 2-D convolution and max-pooling as plain loops over output
+positions, proves them equal to `tf.nn.conv2d` and `tf.nn.max_pool2d`
+(values and gradients), then trains the classic small Keras CNN
+(conv-pool-conv-pool-dropout-dense) on handwritten digits and looks inside it:
+its filters, its feature maps and its mistakes.
+
+Text: chapters/cnn.md. Ports 000 §3.3/§4.3, 001 §3.3 and 002 §3.3/§4.2
+(see SEEDS.md).
+"""
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+from matplotlib.figure import Figure
+
+from tfguide import cli, datasets, plotting
+from tfguide.config import Config
+from tfguide.results import Experiment
+
+PADDINGS = ("valid", "same")
+
+
+# --- From scratch -------------------------------------------------------------------
+# [start:padding]
+def same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding along one axis: (before, after).
+
+    The output has ceil(size / stride) positions; the padding needed to fit
+    them is split in two, and when it is odd the extra row or column goes at
+    the end (bottom or right).
+    """
+    out = -(-size // stride)  # ceil(size / stride)
+    total = max((out - 1) * stride + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad(x: tf.Tensor, kh: int, kw: int, stride: int, padding: str, value: float = 0.0):
+    """Pad a batch of images `(batch, h, w, c)` as a `kh`×`kw` window with `padding` needs."""
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}. Received: {padding!r}")
+    if padding == "valid":
+        return x
+    top, bottom = same_padding(x.shape[1], kh, stride)
+    left, right = same_padding(x.shape[2], kw, stride)
+    return tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=value)
+# [end:padding]
+
+
+# [start:conv2d]
+def conv2d(x: tf.Tensor, kernel: tf.Tensor, stride: int = 1, padding: str = "valid"):
+    """Slide `kernel` over `x`; each output pixel is a dot product with one patch.
+
+    x: (batch, h, w, c_in), kernel: (kh, kw, c_in, c_out) -> (batch, h_out, w_out, c_out).
+    """
+    kh, kw, c_in, c_out = kernel.shape
+    x = pad(x, kh, kw, stride, padding)  # (batch, h + pad, w + pad, c_in)
+    h_out = (x.shape[1] - kh) // stride + 1
+    w_out = (x.shape[2] - kw) // stride + 1
+    rows = []
+    for i in range(h_out):
+        row = []
+        for j in range(w_out):
+            patch = x[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]  # (batch, kh, kw, c_in)
+            row.append(tf.tensordot(patch, kernel, axes=3))  # (batch, c_out): sum over kh, kw, c_in
+        rows.append(tf.stack(row, axis=1))  # (batch, w_out, c_out)
+    return tf.stack(rows, axis=1)  # (batch, h_out, w_out, c_out)
+
+
+def max_pool2d(x: tf.Tensor, size: int = 2, stride: int | None = None, padding: str = "valid"):
+    """Keep the largest value of each `size`×`size` window, channel by channel.
+
+    x: (batch, h, w, c) -> (batch, h_out, w_out, c). The stride defaults to the
+    size (windows that do not overlap); 'same' pads with -inf, which never wins.
+    """
+    stride = stride or size
+    x = pad(x, size, size, stride, padding, value=-np.inf)  # (batch, h + pad, w + pad, c)
+    h_out = (x.shape[1] - size) // stride + 1
+    w_out = (x.shape[2] - size) // stride + 1
+    rows = []
+    for i in range(h_out):
+        row = []
+        for j in range(w_out):
+            window = x[:, i * stride:i * stride + size, j * stride:j * stride + size, :]
+            row.append(tf.reduce_max(window, axis=[1, 2]))  # (batch, c)
+        rows.append(tf.stack(row, axis=1))  # (batch, w_out, c)
+    return tf.stack(rows, axis=1)  # (batch, h_out, w_out, c)
+# [end:conv2d]
+
+
+# [start:check]
+def max_abs_err(ours, theirs, *inputs, seed: int = 0) -> float:
+    """Largest |difference| between two functions' outputs and their gradients.
+
+    Both are differentiated through `tf.GradientTape` with the same random
+    upstream gradient, so every input element's gradient is compared.
+    """
+    inputs = [tf.convert_to_tensor(t) for t in inputs]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(inputs)
+        a, b = ours(*inputs), theirs(*inputs)
+        upstream = tf.random.stateless_normal(b.shape, seed=(seed, 0), dtype=b.dtype)
+        loss_a, loss_b = tf.reduce_sum(a * upstream), tf.reduce_sum(b * upstream)
+    errors = [tf.reduce_max(tf.abs(a - b))]
+    for ga, gb in zip(tape.gradient(loss_a, inputs), tape.gradient(loss_b, inputs)):
+        errors.append(tf.reduce_max(tf.abs(ga - gb)))
+    return float(max(errors))
+
+
+def check_against_tf(x: tf.Tensor, kernel: tf.Tensor) -> tuple[float, float]:
+    """Compare conv2d and max_pool2d with tf.nn over strides 1, 2 and both paddings.
+
+    The pooling input is the convolution's output plus a little noise: blank
+    image regions give windows of equal values (ties), where the gradient of a
+    maximum is ambiguous (tf.nn.max_pool2d sends it to one input, tf.reduce_max
+    shares it among all of them).
+    """
+    features = tf.nn.conv2d(x, kernel, 1, "SAME")  # (batch, h, w, c_out)
+    features += 1e-3 * tf.random.stateless_normal(features.shape, seed=(1, 0))
+    conv_err = pool_err = 0.0
+    for stride in (1, 2):
+        for padding in PADDINGS:
+            conv_err = max(conv_err, max_abs_err(
+                lambda x, k: conv2d(x, k, stride, padding),
+                lambda x, k: tf.nn.conv2d(x, k, stride, padding.upper()), x, kernel))
+            pool_err = max(pool_err, max_abs_err(
+                lambda x: max_pool2d(x, 1 + stride, stride, padding),
+                lambda x: tf.nn.max_pool2d(x, 1 + stride, stride, padding.upper()),
+                features))
+    return conv_err, pool_err
+# [end:check]
+
+
+# --- The Keras way --------------------------------------------------------------------
+# [start:keras]
+def build_model(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """The classic small CNN: two conv-pool stages, dropout, a softmax classifier.
+
+    'same' padding keeps each conv's output as large as its input, so the
+    model fits any image of at least 4×4: 8×8 digits, 28×28 MNIST, 32×32 CIFAR.
+    """
+    h, w, _ = input_shape
+    if min(h, w) < 4:
+        raise ValueError(f"images must be at least 4x4 for two 2x2 poolings. "
+                         f"Received: input_shape={input_shape}")
+    inputs = keras.Input(shape=input_shape)  # (batch, h, w, c)
+    x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1")(inputs)  # (batch, h, w, 32)
+    x = layers.MaxPooling2D(2, name="pool1")(x)  # (batch, h/2, w/2, 32)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2")(x)  # (batch, h/2, w/2, 64)
+    x = layers.MaxPooling2D(2, name="pool2")(x)  # (batch, h/4, w/4, 64)
+    x = layers.Flatten(name="flatten")(x)  # (batch, h/4 · w/4 · 64)
+    x = layers.Dropout(0.5, name="dropout")(x)
+    # float32 outputs even under mixed precision: a float16 softmax can round to 0 or 1
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32",
+                           name="probs")(x)  # (batch, num_classes)
+    return keras.Model(inputs, outputs, name="convnet")
+# [end:keras]
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Time each epoch's training (not its validation) to report samples per second."""
+
+    def __init__(self, samples: int):
+        super().__init__()
+        self.samples, self.seconds, self.start = samples, [], None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):  # validation starts: the epoch's training is done
+        if self.start is not None:
+            self.seconds.append(time.perf_counter() - self.start)
+            self.start = None
+
+    def on_epoch_end(self, epoch, logs=None):  # without validation data, stop here
+        self.on_test_begin()
+
+    def samples_per_s(self) -> float:
+        """Throughput over all epochs but the first (which also builds the graph)."""
+        times = self.seconds[1:] or self.seconds
+        return self.samples * len(times) / sum(times)
+
+
+# --- Run ----------------------------------------------------------------------------
+def feature_maps_figure(image: np.ndarray, maps: dict[str, np.ndarray], title: str,
+                        channels: int = 12) -> Figure:
+    """Draw one input image and the first `channels` feature maps of each layer, a row each."""
+    fig = Figure(figsize=(1.1 * (channels + 1), 1.25 * len(maps) + 0.5), layout="constrained")
+    axes = fig.subplots(len(maps), channels + 1, squeeze=False)
+    for row, (name, fmap) in zip(axes, maps.items()):  # fmap: (h, w, c)
+        row[0].imshow(np.squeeze(image), cmap="gray")
+        row[0].set_ylabel(f"{name}\n{'×'.join(map(str, fmap.shape))}", fontsize=8)
+        for c, ax in enumerate(row[1:]):
+            ax.imshow(fmap[..., c], cmap="viridis")
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title)
+    return fig
+
+
+def run(cfg: Config) -> dict:
+    """Check conv2d/max_pool2d against tf.nn, train the CNN, evaluate and draw it."""
+    with Experiment(cfg) as ex:
+        data = ex.load_data()
+        x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+        if cfg.quick and len(x_train) > 10_000:  # --quick on a large set: a subset
+            x_train, y_train, x_test, y_test = x_train[:10_000], y_train[:10_000], \
+                x_test[:2_000], y_test[:2_000]
+            ex.data_info.update(train=10_000, test=2_000, subset="first 10,000/2,000 (--quick)")
+        order = np.random.default_rng(cfg.seed).permutation(len(x_train))
+        n_val = len(x_train) // 10  # hold out 10% of the training set for validation
+        val, fit_idx = order[:n_val], order[n_val:]
+        train_ds = datasets.pipeline(x_train[fit_idx], y_train[fit_idx], cfg.batch_size,
+                                     shuffle=True, seed=cfg.seed)
+        val_ds = datasets.pipeline(x_train[val], y_train[val], cfg.batch_size)
+        test_ds = datasets.pipeline(x_test, y_test, cfg.batch_size)
+
+        # [start:train]
+        with ex.strategy.scope():
+            model = build_model(data.input_shape, data.num_classes)
+            model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                          loss="sparse_categorical_crossentropy",  # integer labels 0..9
+                          metrics=["accuracy"], jit_compile=ex.runtime.jit)
+        timer = EpochTimer(len(fit_idx))
+        history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
+                            callbacks=ex.callbacks() + [timer], verbose=2 if cfg.quick else 1)
+        test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
+        # [end:train]
+        probs = model.predict(datasets.pipeline(x_test, batch_size=cfg.batch_size), verbose=0)
+        y_pred = np.argmax(probs, axis=1)
+        ex.save_model(model)
+
+        # From scratch vs tf.nn, on real test images and the trained first-layer kernel.
+        kernel = tf.constant(model.get_layer("conv1").kernel.numpy(), tf.float32)
+        crop = tf.constant(x_test[:4, :10, :10, :])  # (4, ≤10, ≤10, c): the loops are slow
+        conv_err, pool_err = check_against_tf(crop, kernel)
+
+        ex.log(test_accuracy=test_accuracy, test_loss=test_loss,
+               val_accuracy=history.history["val_accuracy"][-1],
+               train_accuracy=history.history["accuracy"][-1],
+               train_samples_per_s=timer.samples_per_s(),
+               conv_max_abs_err=conv_err, pool_max_abs_err=pool_err,
+               params=model.count_params(), test_errors=int(np.sum(y_pred != y_test)))
+
+        # Figures: curves, filters, feature maps, confusion matrix, mistakes.
+        ex.save_figure(plotting.history_curves(history.history, f"CNN on {data.name}"),
+                       "training_curves")
+        filters = np.transpose(kernel.numpy(), (3, 0, 1, 2))  # (32, kh, kw, c_in)
+        ex.save_figure(plotting.image_grid(filters, ncols=8, title="First-layer filters (3×3)"),
+                       "filters")
+        probe = keras.Model(model.input, [model.get_layer(n).output for n in ("conv1", "conv2")])
+        maps = [np.asarray(m[0], np.float32) for m in probe(x_test[:1], training=False)]
+        ex.save_figure(feature_maps_figure(
+            x_test[0], dict(zip(("conv1", "conv2"), maps)),
+            f"Feature maps of a test image (label {data.classes[y_test[0]]})"), "feature_maps")
+        ex.save_figure(plotting.confusion_matrix(
+            y_test, y_pred, data.classes, f"Test set: {test_accuracy:.2%} correct"),
+            "confusion_matrix")
+        wrong = np.flatnonzero(y_pred != y_test)[:16]
+        if len(wrong):
+            ex.save_figure(plotting.image_grid(
+                x_test[wrong], [f"{data.classes[y_test[i]]} → {data.classes[y_pred[i]]}"
+                                for i in wrong], ncols=8, title="Misclassified (true → predicted)"),
+                "misclassified")
+    return ex.metrics
+
+
+def main(argv=None):
+    cli.main(__name__, run, argv)
+
+
+if __name__ == "__main__":
+    main()
