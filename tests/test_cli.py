@@ -61,13 +61,18 @@ def test_unknown_or_incomplete_flags(argv, needle):
         cli.parse("gradient_descent", argv)
 
 
-def test_multiworker_needs_tf_config(monkeypatch):
+def test_multiworker_needs_a_chapter_that_supports_it_and_tf_config(monkeypatch):
+    with pytest.raises(cli.UsageError, match="not supported by gradient_descent"):
+        cli.parse("gradient_descent", ["--strategy", "multiworker"])
+    able = [c.name for c in chapters.CHAPTERS if c.multiworker]
+    if not able:
+        pytest.skip("no chapter trains through Experiment.fit yet")
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(cli.UsageError, match="TF_CONFIG"):
-        cli.parse("gradient_descent", ["--strategy", "multiworker"])
+        cli.parse(able[0], ["--strategy", "multiworker"])
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(cli.UsageError, match="not a valid cluster"):
-        cli.parse("gradient_descent", ["--strategy", "multiworker"])
+        cli.parse(able[0], ["--strategy", "multiworker"])
 
 
 def test_data_dir_from_environment(monkeypatch, tmp_path):

@@ -178,7 +178,7 @@ def test_pipeline_batches_every_example_once_in_a_seeded_order():
     assert sorted(first) == list(range(50)) and not np.array_equal(first, second)
     np.testing.assert_array_equal(first, epoch(datasets.pipeline(x, y, 16, shuffle=True, seed=3)))
     sizes = [len(b[1]) for b in datasets.pipeline(x, y, 16)]
-    assert sizes == [16, 16, 16, 2]
+    assert sizes == [16, 16, 16, 2] and datasets.pipeline(x, y, 16).cardinality() == 4
     assert [len(b[1]) for b in datasets.pipeline(x, y, 16, drop_remainder=True)] == [16] * 3
     xb, yb = next(iter(datasets.pipeline(x, y, 8)))
     np.testing.assert_array_equal(xb.numpy()[:, 0], yb.numpy())

@@ -150,6 +150,11 @@ def parse(name: str, argv: Sequence[str] | None = None) -> Config:
     jit = _choice("--jit", args.jit, config.JIT_MODES)
     strategy = _choice("--strategy", args.strategy, config.STRATEGIES)
     if strategy == "multiworker":
+        if not chapter.multiworker:
+            able = ", ".join(c.name for c in chapters.CHAPTERS if c.multiworker) or "none yet"
+            raise UsageError(f"--strategy multiworker is not supported by {name}, which does not "
+                             f"train through Experiment.fit (chapters that do: {able}). "
+                             f"Received: --strategy=multiworker")
         _check_tf_config()
     if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise UsageError("--tensorboard needs the tensorboard package: "

@@ -413,4 +413,6 @@ def pipeline(x, y=None, batch_size: int = 32, *, shuffle: bool = False, seed: in
         return tf.nest.map_structure(lambda t: tf.gather(t, idx), tensors)
 
     ds = tf.data.Dataset.zip((indices, arrays)).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))  # progress bars know the end
     return ds.prefetch(tf.data.AUTOTUNE)

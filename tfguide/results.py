@@ -116,6 +116,29 @@ class Experiment:
                 log_dir=str(self.dir / "tensorboard" / (tag or "main")), histogram_freq=1))
         return cbs
 
+    def fit(self, model: keras.Model, train, epochs: int, validation_data=None,
+            verbose: int = 1, tag: str = "") -> keras.callbacks.History:
+        """Train with `model.fit` and the run's callbacks (`--strategy multiworker`:
+        with `tfguide.distributed.fit`, since Keras 3's fit cannot run under it).
+
+        Args:
+            model: compiled inside `self.strategy.scope()`.
+            train: a `tf.data.Dataset` of (x, y) batches (`datasets.pipeline`).
+            epochs: passes over `train`.
+            validation_data: (x, y) arrays or a dataset, evaluated after every epoch.
+            verbose: as for `fit`.
+            tag: names a second model's history file (`history_<tag>.csv`).
+        """
+        if self.runtime.strategy_name == "multiworker":
+            from tfguide import distributed
+
+            history = distributed.fit(model, train, epochs, self.strategy,
+                                      validation_data=validation_data, verbose=verbose)
+            self.save_history(history.history, tag=tag)
+            return history
+        return model.fit(train, epochs=epochs, validation_data=validation_data,
+                         callbacks=self.callbacks(tag), verbose=verbose)
+
     def save_history(self, history: Mapping[str, Sequence[float]], tag: str = "") -> Path:
         """Write a custom loop's per-step or per-epoch history as CSV."""
         path = self.dir / (f"history_{tag}.csv" if tag else "history.csv")

@@ -43,6 +43,7 @@ class Chapter:
     learning_rate: float
     quick_epochs: int
     options: tuple[Option, ...] = ()
+    multiworker: bool = False  # trains through Experiment.fit, so --strategy multiworker works
 
     @property
     def module(self) -> str:
