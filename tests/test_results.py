@@ -1,0 +1,46 @@
+"""Run folders, results.json, the summary, TensorBoard logs."""
+import json
+
+import pytest
+
+from tfguide import results
+from tfguide.chapters import gradient_descent
+
+
+def test_run_folders_never_collide(tmp_path):
+    first = results.new_run_dir(tmp_path, "cnn")
+    first.mkdir(parents=True)
+    second = results.new_run_dir(tmp_path, "cnn")
+    assert second != first and second.parent == first.parent and not second.exists()
+
+
+def test_interrupted_run_keeps_and_describes_its_files(make_cfg):
+    cfg = make_cfg("gradient_descent", "--quick")
+    with pytest.raises(KeyboardInterrupt):
+        with results.Experiment(cfg) as ex:
+            ex.log(partial=1.0)
+            raise KeyboardInterrupt
+    record = json.loads((ex.dir / "results.json").read_text())
+    assert record["status"] == "interrupted" and record["metrics"] == {"partial": 1.0}
+
+
+def test_non_finite_metrics_are_valid_json(make_cfg):
+    with results.Experiment(make_cfg("gradient_descent", "--quick")) as ex:
+        ex.log(diverged=float("inf"), broken=float("nan"))
+    record = json.loads((ex.dir / "results.json").read_text())
+    assert record["metrics"] == {"diverged": "inf", "broken": "nan"}
+    text = results.summary(ex.dir)
+    assert "diverged" in text and "inf" in text and str(ex.dir) in text
+
+
+def test_tensorboard_logs_scalars_and_histograms(make_cfg):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    gradient_descent.run(make_cfg("gradient_descent", "--quick", "--tensorboard",
+                                  "--epochs", "20"))
+    (train_dir,) = [p for p in make_cfg("gradient_descent").out.rglob("train") if p.is_dir()]
+    events = event_accumulator.EventAccumulator(str(train_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = events.Tags()["tensors"]
+    assert "epoch_loss" in tags
+    assert any("histogram" in t for t in tags), tags
