@@ -360,5 +360,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs = Path(args.runs).expanduser()
     with_runs = sum(latest_run(runs, c.name) is not None for c in chapters.CHAPTERS)
     print(f"wrote {index} ({len(chapters.CHAPTERS)} chapters, {with_runs} with your run)")
-    if args.open:
-        webbrowser.open(index.resolve().as_uri())
+    if args.open and not webbrowser.open(index.resolve().as_uri()):
+        print(f"no web browser found here; open {index.resolve().as_uri()} in one")
