@@ -41,7 +41,7 @@ def test_quick_run_learns_the_reversal_that_the_baseline_cannot(quick_run):
     assert metrics["test_accuracy"] >= 0.95
     assert metrics["baseline_accuracy"] <= 0.2, "without attention: about chance (0.1)"
     assert metrics["attention_max_abs_err"] <= 1e-5
-    assert metrics["anti_diagonal_weight"] >= 0.5, "uniform attention would give 0.1"
+    assert metrics["anti_diagonal_weight"] >= 0.4, "uniform attention would give 0.1"
 
 
 def test_quick_run_writes_its_files(quick_run):
