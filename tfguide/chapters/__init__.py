@@ -64,6 +64,19 @@ CHAPTERS: tuple[Chapter, ...] = (
         learning_rate=0.1,
         quick_epochs=400,
     ),
+    Chapter(
+        name="attention",
+        title="Self-attention",
+        summary="Scaled dot-product and multi-head attention from scratch, checked against "
+        "keras.layers.MultiHeadAttention; a Transformer encoder learns to reverse sequences",
+        ports="000 §2.5/§3.5/§4.5",
+        data=("reverse",),
+        quick_data="reverse",
+        epochs=10,
+        batch_size=64,
+        learning_rate=3e-3,
+        quick_epochs=4,
+    ),
     # [chapters] New chapters go here, in reading order.
 )
 
