@@ -65,6 +65,19 @@ CHAPTERS: tuple[Chapter, ...] = (
         quick_epochs=400,
     ),
     Chapter(
+        name="cnn",
+        title="Convolutional networks",
+        summary="conv2d and max-pooling from scratch, checked against tf.nn (values and "
+        "gradients); a Keras CNN on handwritten digits, its filters, feature maps and mistakes",
+        ports="000 §3.3/§4.3, 001 §3.3, 002 §3.3/§4.2",
+        data=("mnist", "digits", "fashion_mnist", "cifar10"),
+        quick_data="digits",
+        epochs=15,
+        batch_size=128,
+        learning_rate=3e-3,
+        quick_epochs=15,
+    ),
+    Chapter(
         name="attention",
         title="Self-attention",
         summary="Scaled dot-product and multi-head attention from scratch, checked against "
