@@ -65,6 +65,19 @@ CHAPTERS: tuple[Chapter, ...] = (
         quick_epochs=400,
     ),
     Chapter(
+        name="backprop",
+        title="Backpropagation",
+        summary="Activations, losses and a two-layer network's backward pass by hand, checked "
+        "against GradientTape and finite differences; trained on two interleaved spirals",
+        ports="000 §3.2/§4.2, 001 §3.2/§4, 002 §3.1.1-3.1.2, 003 §4.1",
+        data=("spirals",),
+        quick_data="spirals",
+        epochs=3000,  # gradient steps
+        batch_size=1000,  # at least the training set: full-batch gradient descent
+        learning_rate=0.5,
+        quick_epochs=1000,
+    ),
+    Chapter(
         name="cnn",
         title="Convolutional networks",
         summary="conv2d and max-pooling from scratch, checked against tf.nn (values and "

@@ -1,0 +1,390 @@
+"""Backpropagation: a two-layer network's gradients by hand, proved against autodiff.
+
+Writes the activations (sigmoid, tanh, ReLU, softmax) and the losses (MSE, binary
+and categorical cross-entropy) from their formulas and checks them against Keras;
+then a two-layer network whose backward pass applies the chain rule layer by layer.
+Its gradients are checked three ways in float64 (by hand, `tf.GradientTape`,
+central finite differences), then used to train the network on two interleaved
+spirals, which no linear model can separate. Keras trains the same network from
+the same start and has to land on the same weights.
+
+Text: chapters/backprop.md. Ports 000 §3.2/§4.2, 001 §3.2/§4, 002 §3.1.1-3.1.2 and
+003 §4.1 (see SEEDS.md).
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+from matplotlib.figure import Figure
+
+from tfguide import cli, datasets, plotting
+from tfguide.config import Config
+from tfguide.results import Experiment
+
+DTYPE = tf.float64  # everything from scratch runs in float64 so the checks can be tight
+MOMENTUM = float(np.float32(0.9))  # a β float32 holds exactly, so Keras's SGD uses the same one
+
+
+# --- Prepare the data ---------------------------------------------------------------
+# [start:data]
+def make_spirals(n: int, seed: int, noise: float = 0.1, turns: float = 1.5):
+    """Two interleaved spiral arms in the plane; the label says which arm a point is on."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=n)  # (n,)
+    t = np.sqrt(rng.uniform(size=n)) * turns * 2 * np.pi  # angle along the arm
+    r = 2 * t / (turns * 2 * np.pi)  # the radius grows with the angle, from 0 to 2
+    angle = t + np.pi * y  # arm 1 is arm 0 turned by half a circle
+    X = r[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)  # (n, 2)
+    return X + rng.normal(0.0, noise, size=X.shape), y.astype(np.int32)
+
+# [end:data]
+
+
+
+# --- From scratch: activations and losses ---------------------------------------------
+# [start:activations]
+def sigmoid(z):
+    """σ(z) = 1 / (1 + e^(−z)), arranged so that e^(...) never overflows."""
+    e = tf.exp(-tf.abs(z))  # in (0, 1] for any z
+    return tf.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def tanh(z):
+    """tanh(z) = (e^z − e^(−z)) / (e^z + e^(−z)), which equals 2σ(2z) − 1."""
+    return 2 * sigmoid(2 * z) - 1
+
+
+def relu(z):
+    """ReLU(z) = max(0, z)."""
+    return tf.maximum(z, tf.zeros_like(z))
+
+
+def softmax_naive(z):
+    """softmax(z)_i = e^(z_i) / Σ_j e^(z_j), straight from the formula: it overflows."""
+    e = tf.exp(z)  # inf once z > 709 in float64 (88 in float32), and then inf / inf = nan
+    return e / tf.reduce_sum(e, axis=-1, keepdims=True)
+
+
+def softmax(z):
+    """The same function after subtracting each row's maximum, which changes nothing."""
+    e = tf.exp(z - tf.reduce_max(z, axis=-1, keepdims=True))  # the largest term is e^0 = 1
+    return e / tf.reduce_sum(e, axis=-1, keepdims=True)
+
+
+def log_softmax(z):
+    """log softmax(z)_i = (z_i − m) − log Σ_j e^(z_j − m), with m the row maximum."""
+    shifted = z - tf.reduce_max(z, axis=-1, keepdims=True)
+    return shifted - tf.math.log(tf.reduce_sum(tf.exp(shifted), axis=-1, keepdims=True))
+# [end:activations]
+
+
+# [start:losses]
+def mse(y, y_hat):
+    """Mean squared error: mean of (y − ŷ)²."""
+    return tf.reduce_mean((y - y_hat) ** 2)
+
+
+def binary_cross_entropy(y, p):
+    """−mean(y·log p + (1 − y)·log(1 − p)), with p the predicted probability of a 1."""
+    return -tf.reduce_mean(y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p))
+
+
+def categorical_cross_entropy(Y, P):
+    """−mean over examples of Σ_k Y_k·log P_k, with Y one-hot and P probabilities."""
+    return -tf.reduce_mean(tf.reduce_sum(Y * tf.math.log(P), axis=-1))
+
+
+def cross_entropy_from_logits(Y, Z):
+    """The same loss from logits Z (scores before the softmax), via the stable log-softmax."""
+    return -tf.reduce_mean(tf.reduce_sum(Y * log_softmax(Z), axis=-1))
+# [end:losses]
+
+
+def compare_with_keras(seed: int = 0) -> tuple[float, float]:
+    """Return the largest |ours − Keras| over the activations and over the losses."""
+    rng = np.random.default_rng(seed)
+    scale = np.ones((64, 1))
+    scale[0] = 300.0  # one row of huge logits, up to about ±3000: the naive softmax fails there
+    z = tf.constant(rng.normal(0.0, 3.0, (64, 10)) * scale)  # (64, 10)
+    acts = [(sigmoid, keras.activations.sigmoid), (tanh, keras.activations.tanh),
+            (relu, keras.activations.relu), (softmax, keras.activations.softmax),
+            (log_softmax, keras.activations.log_softmax)]
+    act_err = max(float(tf.reduce_max(tf.abs(ours(z) - theirs(z)))) for ours, theirs in acts)
+
+    f64 = dict(dtype="float64")  # Keras losses compute in float32 unless told otherwise
+    y, y_hat = tf.constant(rng.normal(size=(64, 3))), tf.constant(rng.normal(size=(64, 3)))
+    y01 = tf.constant(rng.integers(0, 2, (64, 1)), DTYPE)  # (64, 1) binary targets
+    p = sigmoid(tf.constant(rng.normal(0.0, 2.0, (64, 1))))  # (64, 1) probabilities
+    Y = tf.one_hot(rng.integers(0, 10, 64), 10, dtype=DTYPE)  # (64, 10)
+    logits = tf.constant(rng.normal(0.0, 2.0, (64, 10)))
+    losses = [
+        (mse(y, y_hat), keras.losses.MeanSquaredError(**f64)(y, y_hat)),
+        (binary_cross_entropy(y01, p), keras.losses.BinaryCrossentropy(**f64)(y01, p)),
+        (categorical_cross_entropy(Y, softmax(logits)),
+         keras.losses.CategoricalCrossentropy(**f64)(Y, softmax(logits))),
+        (cross_entropy_from_logits(Y, z),
+         keras.losses.CategoricalCrossentropy(from_logits=True, **f64)(Y, z)),
+    ]
+    loss_err = max(abs(float(ours) - float(theirs)) for ours, theirs in losses)
+    return act_err, loss_err
+
+
+# --- From scratch: a two-layer network ------------------------------------------------
+# Each hidden activation with its derivative, written in terms of its output a = f(z).
+ACTIVATIONS = {
+    "tanh": (tanh, lambda a: 1 - a**2),
+    "sigmoid": (sigmoid, lambda a: a * (1 - a)),
+    "relu": (relu, lambda a: tf.cast(a > 0, a.dtype)),
+}
+
+
+# [start:network]
+def init_params(n_in: int, n_hidden: int, n_out: int, seed: int) -> dict:
+    """Random weights scaled by 1/√(inputs), so tanh starts unsaturated; zero biases."""
+    rng = np.random.default_rng(seed)
+    return {
+        "W1": tf.constant(rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_hidden)), DTYPE),
+        "b1": tf.zeros(n_hidden, DTYPE),
+        "W2": tf.constant(rng.normal(0, 1 / np.sqrt(n_hidden), (n_hidden, n_out)), DTYPE),
+        "b2": tf.zeros(n_out, DTYPE),
+    }
+
+
+def forward(params: dict, X, activation: str = "tanh"):
+    """X → Z1 = X·W1 + b1 → A1 = f(Z1) → Z2 = A1·W2 + b2; returns A1 and the logits Z2."""
+    f, _ = ACTIVATIONS[activation]
+    Z1 = X @ params["W1"] + params["b1"]  # (n, d) @ (d, h) -> (n, h)
+    A1 = f(Z1)  # (n, h)
+    Z2 = A1 @ params["W2"] + params["b2"]  # (n, h) @ (h, k) -> (n, k)
+    return A1, Z2
+
+
+def loss_fn(params: dict, X, Y, activation: str = "tanh"):
+    """L = mean cross-entropy between softmax(Z2) and the one-hot targets Y."""
+    _, Z2 = forward(params, X, activation)
+    return cross_entropy_from_logits(Y, Z2)
+
+
+def backward(params: dict, X, Y, A1, Z2, activation: str = "tanh") -> dict:
+    """∂L/∂θ for every parameter, by the chain rule from the loss back to the input.
+
+    Takes everything it needs as arguments: the parameters, the batch (X, Y) and
+    what the forward pass computed (A1, Z2). Returns a dict shaped like `params`.
+    """
+    _, f_prime = ACTIVATIONS[activation]
+    n = tf.cast(tf.shape(X)[0], X.dtype)
+    dZ2 = (softmax(Z2) - Y) / n  # (n, k): softmax + cross-entropy, averaged over n
+    dW2 = tf.transpose(A1) @ dZ2  # (h, n) @ (n, k) -> (h, k)
+    db2 = tf.reduce_sum(dZ2, axis=0)  # (k,): b2 is added to every row
+    dA1 = dZ2 @ tf.transpose(params["W2"])  # (n, k) @ (k, h) -> (n, h)
+    dZ1 = dA1 * f_prime(A1)  # (n, h): through the activation, element by element
+    dW1 = tf.transpose(X) @ dZ1  # (d, n) @ (n, h) -> (d, h)
+    db1 = tf.reduce_sum(dZ1, axis=0)  # (h,)
+    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+# [end:network]
+
+
+# [start:check]
+def tape_gradients(params: dict, X, Y, activation: str = "tanh") -> dict:
+    """The same gradients from TensorFlow's automatic differentiation."""
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        loss = loss_fn(params, X, Y, activation)
+    return tape.gradient(loss, params)
+
+
+def numerical_gradients(params: dict, X, Y, activation: str = "tanh", h: float = 1e-6) -> dict:
+    """Central finite differences: ∂L/∂θ_i ≈ (L(θ + h·e_i) − L(θ − h·e_i)) / 2h."""
+    grads, L = {}, tf.function(lambda p: loss_fn(p, X, Y, activation))  # traced once
+    for name, value in params.items():
+        theta, g = value.numpy(), np.zeros(value.shape)
+
+        def loss_at(i, delta):
+            nudged = theta.copy()
+            nudged[i] += delta
+            return float(L({**params, name: tf.constant(nudged)}))
+
+        for i in np.ndindex(theta.shape):  # one entry at a time, both directions
+            g[i] = (loss_at(i, h) - loss_at(i, -h)) / (2 * h)
+        grads[name] = g
+    return grads
+
+
+def relative_error(a, b) -> float:
+    """max |a − b| / max(|a|, |b|): 1e-6 means the two agree to about six digits."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-300))
+
+
+def gradient_check(grads: dict, params: dict, X, Y, activation: str = "tanh") -> dict:
+    """Compare `grads` with GradientTape and finite differences, parameter by parameter."""
+    tape, numeric = tape_gradients(params, X, Y, activation), numerical_gradients(
+        params, X, Y, activation)
+    return {name: {"tape": relative_error(grads[name], tape[name]),
+                   "finite differences": relative_error(grads[name], numeric[name])}
+            for name in params}
+# [end:check]
+
+
+# [start:train]
+def make_train(learning_rate: float, batch_size: int, activation: str = "tanh",
+               beta: float = MOMENTUM):
+    """Gradient descent with momentum, driven by the hand-written gradients."""
+
+    @tf.function  # AutoGraph turns the Python loop into a graph loop: no Python per step
+    def train(params, velocity, X, Y, first_step, steps):
+        """Take `steps` steps; step i uses batch number i mod (n // batch_size)."""
+        n_batches = tf.shape(X)[0] // batch_size
+        losses = tf.TensorArray(DTYPE, size=steps)
+        for i in tf.range(steps):
+            start = (first_step + i) % n_batches * batch_size
+            Xb, Yb = X[start:start + batch_size], Y[start:start + batch_size]  # (b, d), (b, k)
+            A1, Z2 = forward(params, Xb, activation)
+            grads = backward(params, Xb, Yb, A1, Z2, activation)
+            velocity = {k: beta * velocity[k] - learning_rate * grads[k] for k in params}
+            params = {k: params[k] + velocity[k] for k in params}  # v ← βv − α∇L, θ ← θ + v
+            losses = losses.write(i, cross_entropy_from_logits(Yb, Z2))
+        return params, velocity, losses.stack()
+
+    return train
+# [end:train]
+
+
+def accuracy(params: dict, X, y, activation: str = "tanh") -> float:
+    """The fraction of points whose largest logit is the true class."""
+    _, Z2 = forward(params, tf.constant(X, DTYPE), activation)
+    return float(np.mean(np.argmax(Z2.numpy(), axis=1) == np.asarray(y)))
+
+
+# --- The Keras way ----------------------------------------------------------------------
+# [start:keras]
+def build_model(n_in: int, n_hidden: int, n_out: int, activation: str = "tanh",
+                dtype: str = "float64") -> keras.Model:
+    """The same network as layers; n_hidden=0 leaves a linear model (logistic regression)."""
+    inputs = keras.Input(shape=(n_in,), dtype=dtype)
+    x = inputs
+    if n_hidden:
+        x = layers.Dense(n_hidden, activation=activation, dtype=dtype, name="hidden")(x)
+    logits = layers.Dense(n_out, dtype=dtype, name="logits")(x)  # softmax lives in the loss
+    return keras.Model(inputs, logits, name="two_layer_net" if n_hidden else "linear")
+# [end:keras]
+
+
+# --- Run ------------------------------------------------------------------------------
+def decision_boundaries(models: dict, X, y) -> Figure:
+    """Draw P(class 1) over the plane for each model, with the data on top."""
+    lo, hi = X.min(axis=0) - 0.4, X.max(axis=0) + 0.4
+    xs, ys = np.meshgrid(np.linspace(lo[0], hi[0], 150), np.linspace(lo[1], hi[1], 150))
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)  # (150*150, 2)
+    fig = Figure(figsize=(5.2 * len(models), 4.6), layout="constrained")
+    for i, (title, predict) in enumerate(models.items()):
+        ax = fig.add_subplot(1, len(models), i + 1)
+        p1 = np.asarray(predict(grid)).reshape(xs.shape)
+        filled = ax.contourf(xs, ys, p1, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.75)
+        ax.contour(xs, ys, p1, levels=[0.5], colors="black", linewidths=1.2)
+        ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu_r", s=10, edgecolors="black",
+                   linewidths=0.3)
+        ax.set(title=title, xlabel="x₁", ylabel="x₂", aspect="equal")
+    fig.colorbar(filled, ax=fig.axes, label="P(class 1)", shrink=0.8)
+    return fig
+
+
+def run(cfg: Config) -> dict:
+    """Check the pieces, train with hand-written backprop, then the Keras way."""
+    with Experiment(cfg) as ex:
+        n_train, n_test = (400, 400) if cfg.quick else (1000, 1000)
+        n_hidden, activation, lr, steps = 32, "tanh", cfg.learning_rate, cfg.epochs
+        X, y = make_spirals(n_train + n_test, cfg.seed)
+        X_train, y_train, X_test, y_test = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+        ex.record_data(cfg.data, "synthetic", n_train, n_test, classes=2, features=2)
+        Y_train, Y_test = np.eye(2)[y_train], np.eye(2)[y_test]  # (n, 2) one-hot, float64
+
+        # Checked: activations and losses against Keras, then the gradients three ways.
+        act_err, loss_err = compare_with_keras(cfg.seed)
+        params0 = init_params(2, n_hidden, 2, cfg.seed)
+        Xc, Yc = tf.constant(X_train[:64]), tf.constant(Y_train[:64])
+        A1, Z2 = forward(params0, Xc, activation)
+        check = gradient_check(backward(params0, Xc, Yc, A1, Z2, activation), params0, Xc, Yc,
+                               activation)
+
+        # Trained with our own gradients: full batches unless --batch-size is smaller.
+        batch = min(cfg.batch_size, n_train)
+        train = make_train(lr, batch, activation)
+        params, velocity = params0, {k: tf.zeros_like(v) for k, v in params0.items()}
+        Xt, Yt, losses = tf.constant(X_train), tf.constant(Y_train), np.zeros(0)
+        print(f"Hand-written backprop: {steps} steps of gradient descent with momentum")
+        bar = keras.utils.Progbar(steps, verbose=1 if cfg.verbose or not cfg.quick else 2,
+                                  stateful_metrics=["loss"])  # show the latest, not a mean
+        while len(losses) < steps:  # in chunks of 100 steps, to show progress
+            params, velocity, chunk = train(params, velocity, Xt, Yt, tf.constant(len(losses)),
+                                            tf.constant(min(100, steps - len(losses))))
+            losses = np.concatenate([losses, chunk.numpy()])
+            bar.update(len(losses), [("loss", losses[-1])])
+
+        # The Keras way: the same network, the same start, the same batches and optimizer.
+        epochs = math.gcd(steps, 10)
+        batches = datasets.pipeline(X_train, Y_train, batch, drop_remainder=True).repeat()
+        with ex.strategy.scope():
+            model, linear = build_model(2, n_hidden, 2, activation), build_model(2, 0, 2)
+            model.set_weights([params0[k].numpy() for k in ("W1", "b1", "W2", "b2")])
+            for m in (model, linear):
+                m.compile(optimizer=keras.optimizers.SGD(lr, momentum=MOMENTUM),
+                          loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                                    dtype="float64"),
+                          jit_compile=ex.runtime.jit)
+        print(f"Keras fit: the same {steps} steps, in {epochs} epochs")
+        model.fit(batches, epochs=epochs, steps_per_epoch=steps // epochs, shuffle=False,
+                  callbacks=ex.callbacks(), verbose=2 if cfg.quick else 1)
+        keras_params = dict(zip(["W1", "b1", "W2", "b2"], model.get_weights()))
+        linear.fit(batches, epochs=1, steps_per_epoch=min(steps, 200), shuffle=False, verbose=0)
+        ex.save_model(model)
+
+        test_ce = float(loss_fn(params, tf.constant(X_test), tf.constant(Y_test), activation))
+        ex.log(
+            activation_max_abs_err=act_err,
+            loss_max_abs_err=loss_err,
+            grad_max_rel_err=max(e for errs in check.values() for e in errs.values()),
+            grad_tape_rel_err=max(errs["tape"] for errs in check.values()),
+            grad_fd_rel_err=max(errs["finite differences"] for errs in check.values()),
+            final_loss=losses[-1],
+            test_loss=test_ce,
+            train_accuracy=accuracy(params, X_train, y_train, activation),
+            test_accuracy=accuracy(params, X_test, y_test, activation),
+            keras_param_max_abs_err=max(float(np.max(np.abs(keras_params[k] - params[k])))
+                                        for k in params),
+            keras_test_accuracy=np.mean(np.argmax(model(X_test), axis=1) == y_test),
+            linear_test_accuracy=np.mean(np.argmax(linear(X_test), axis=1) == y_test),
+        )
+        ex.extra["gradient_check"] = check
+        ex.save_history({"loss": losses}, tag="scratch")
+
+        # Figures.
+        ex.save_figure(decision_boundaries({
+            f"linear model (test acc {ex.metrics['linear_test_accuracy']:.2f})":
+                lambda g: softmax(linear(g))[:, 1],
+            f"two-layer net, our backprop (test acc {ex.metrics['test_accuracy']:.2f})":
+                lambda g: softmax(forward(params, tf.constant(g), activation)[1])[:, 1],
+        }, X_test, y_test), "decision_boundary")
+        ex.save_figure(plotting.line_plot(
+            {"training batch": losses}, xlabel="step", ylabel="cross-entropy", logy=True,
+            title=f"Training with hand-written backprop (test loss {test_ce:.3f})"),
+            "loss_curve")
+        bars = {f"{name} vs {way}": max(err, 1e-18)  # an exact 0 is drawn at 1e-18
+                for name, errs in check.items() for way, err in errs.items()}
+        ex.save_figure(plotting.bar_chart(
+            bars, ylabel="relative error", logy=True, threshold=1e-6,
+            title="Hand-written gradients vs GradientTape and finite differences"),
+            "gradient_check")
+    return ex.metrics
+
+
+def main(argv=None):
+    cli.main(__name__, run, argv)
+
+
+if __name__ == "__main__":
+    main()
