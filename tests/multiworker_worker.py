@@ -8,14 +8,16 @@ then saves its weights and per-epoch losses to OUT.npz.
 import sys
 
 import tfguide  # noqa: F401  (quiet TensorFlow)
-from tfguide import cli, datasets, distributed, runtime
+from pathlib import Path
+
+from tfguide import config, datasets, distributed, runtime
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 strategy, out = sys.argv[1], sys.argv[2]
-cfg = cli.parse("gradient_descent", ["--strategy", strategy, "--seed", "3",
-                                     "--out", str(out) + ".runs"])
+cfg = config.Config(chapter="multiworker_test", strategy=strategy, seed=3,
+                    out=Path(str(out) + ".runs"))
 rt = runtime.configure(cfg)
 rng = np.random.default_rng(0)
 x = rng.normal(size=(256, 4)).astype("float32")
