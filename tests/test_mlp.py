@@ -1,0 +1,132 @@
+"""Feed-forward networks: the MLP by hand against Keras, real data, and the shuffled-label control."""
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tests.conftest import USER_DATA_DIR
+from tfguide import cli, datasets
+from tfguide.chapters import mlp
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mlp")
+    metrics = mlp.run(cli.parse("mlp", ["--quick", "--out", str(out)]))
+    (results,) = out.rglob("results.json")
+    return metrics, results.parent
+
+
+def test_quick_run_learns_the_digits_and_the_control_does_not(quick_run):
+    metrics, _ = quick_run
+    assert metrics["test_accuracy"] >= 0.95
+    assert metrics["val_accuracy"] >= 0.9
+    assert metrics["shuffled_label_accuracy"] <= metrics["chance_accuracy"] + 0.1
+    assert metrics["forward_max_abs_err"] <= 1e-5, "our forward pass is the model's"
+    assert metrics["scratch_test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-3)
+
+
+def test_quick_run_writes_its_files_and_the_model_reloads(quick_run):
+    metrics, run_dir = quick_run
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["chapter"] == "mlp" and results["status"] == "ok"
+    assert results["metrics"] == pytest.approx(metrics)
+    assert results["data"]["name"] == "digits" and results["data"]["source"] == "offline-standin"
+    figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
+    assert {"training_curves", "control", "confusion_matrix", "misclassified"} <= figures
+    assert (run_dir / "history.csv").read_text().startswith("epoch,accuracy")
+    assert (run_dir / "history_shuffled.csv").is_file()
+
+    data = datasets.load("digits")
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    probs = model.predict(data.x_test, verbose=0)
+    assert np.mean(probs.argmax(axis=1) == data.y_test) == pytest.approx(
+        metrics["test_accuracy"], abs=1e-6)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("input_shape", [(8, 8, 1), (28, 28, 1), (4, 4, 3)])
+@pytest.mark.parametrize("hidden", [(), (16,), (32, 8)])
+def test_forward_by_hand_matches_the_keras_model(input_shape, hidden):
+    keras.utils.set_random_seed(len(hidden))
+    model = mlp.build_model(input_shape, 10, hidden=hidden)
+    for layer in model.layers:  # non-zero biases, so a bias mistake would show
+        if isinstance(layer, keras.layers.Dense):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, np.random.default_rng(1).normal(0, 0.1, bias.shape)])
+    x = np.random.default_rng(0).uniform(size=(5, *input_shape)).astype(np.float32)
+    np.testing.assert_allclose(mlp.mlp_forward(mlp.dense_weights(model), x),
+                               model(x, training=False), rtol=5e-4, atol=1e-6)
+
+
+def test_the_forward_check_catches_a_wrong_flatten_order():
+    keras.utils.set_random_seed(0)
+    model = mlp.build_model((8, 8, 1), 10)
+    x = np.random.default_rng(0).uniform(size=(5, 8, 8, 1)).astype(np.float32)
+    swapped = x.transpose(0, 2, 1, 3)  # column-major instead of Flatten's row-major order
+    error = np.max(np.abs(mlp.mlp_forward(mlp.dense_weights(model), swapped) - model(x)))
+    assert error > 1e-3
+
+
+@pytest.mark.parametrize("n,k", [(1, 2), (20, 10), (64, 3)])
+def test_sparse_cross_entropy_matches_keras(n, k):
+    rng = np.random.default_rng(n)
+    labels = rng.integers(0, k, n)
+    logits = rng.normal(0, 2, (n, k))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    theirs = keras.losses.SparseCategoricalCrossentropy(dtype="float64")(labels, probs)
+    assert mlp.sparse_cross_entropy(labels, probs) == pytest.approx(float(theirs), rel=1e-12)
+
+
+def test_mixed_precision_keeps_the_softmax_in_float32():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = mlp.build_model((8, 8, 1), 10)
+        hidden = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+        assert hidden[0].compute_dtype == "float16"
+        assert hidden[-1].compute_dtype == "float32"
+        assert model(np.zeros((2, 8, 8, 1), np.float32)).dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_input_size_comes_from_the_data(tmp_path):
+    """MNIST-style 28x28 IDX files (here: the 8x8 digits, enlarged) train the same chapter."""
+    digits = datasets.load("digits")
+    for split in ("train", "test"):
+        images = getattr(digits, f"x_{split}")[..., 0]  # (n, 8, 8) in [0, 1]
+        big = np.kron(images, np.ones((3, 3)))  # (n, 24, 24)
+        big = np.pad(big, ((0, 0), (2, 2), (2, 2))) * 255  # (n, 28, 28), like MNIST
+        datasets.write_idx(tmp_path / datasets.IDX_FILES[f"x_{split}"], big.round())
+        datasets.write_idx(tmp_path / datasets.IDX_FILES[f"y_{split}"], getattr(digits, f"y_{split}"))
+    cfg = cli.parse("mlp", ["--quick", "--data", "mnist", "--data-dir", str(tmp_path),
+                            "--epochs", "3", "--out", str(tmp_path / "runs")])
+    metrics = mlp.run(cfg)
+    (results,) = (tmp_path / "runs").rglob("results.json")
+    info = json.loads(results.read_text())["data"]
+    assert info["source"] == "data-dir" and info["shape"] == [28, 28, 1]
+    model = keras.saving.load_model(results.parent / "model.keras", safe_mode=True)
+    assert model.input_shape == (None, 28, 28, 1)
+    assert model.layers[1].kernel.shape[0] == 784
+    assert metrics["test_accuracy"] >= 0.8
+
+
+def _real_mnist() -> Path:
+    if not USER_DATA_DIR:
+        pytest.skip("set TFGUIDE_DATA_DIR to a folder with mnist.npz or the MNIST IDX files")
+    data = datasets.load("mnist", Path(USER_DATA_DIR), offline=True)
+    if data.source != "data-dir":
+        pytest.skip(f"no MNIST files in TFGUIDE_DATA_DIR={USER_DATA_DIR}")
+    return Path(USER_DATA_DIR)
+
+
+@pytest.mark.slow
+def test_full_run_on_mnist(tmp_path):
+    data_dir = _real_mnist()
+    cfg = cli.parse("mlp", ["--data", "mnist", "--data-dir", str(data_dir),
+                            "--out", str(tmp_path)])
+    metrics = mlp.run(cfg)
+    assert metrics["test_accuracy"] >= 0.97
+    assert metrics["shuffled_label_accuracy"] <= 0.2
