@@ -78,19 +78,6 @@ CHAPTERS: tuple[Chapter, ...] = (
         quick_epochs=1000,
     ),
     Chapter(
-        name="mlp",
-        title="Feed-forward networks",
-        summary="A multilayer perceptron (Flatten, Dense + ReLU, softmax) trained with fit on "
-        "real handwritten digits, its forward pass by hand, and a shuffled-label control",
-        ports="001 §3.1, 002 §3.2/§4.1, 003 §5.1",
-        data=("mnist", "digits", "fashion_mnist"),
-        quick_data="digits",
-        epochs=20,
-        batch_size=64,
-        learning_rate=1e-3,
-        quick_epochs=15,
-    ),
-    Chapter(
         name="cnn",
         title="Convolutional networks",
         summary="conv2d and max-pooling from scratch, checked against tf.nn (values and "
@@ -115,6 +102,20 @@ CHAPTERS: tuple[Chapter, ...] = (
         batch_size=64,
         learning_rate=3e-3,
         quick_epochs=4,
+    ),
+    Chapter(
+        name="vae",
+        title="Variational autoencoders",
+        summary="The reparameterisation trick and the KL term from scratch, a VAE with its own "
+        "train_step, beside the plain autoencoder the original described",
+        ports="000 §2.4, 002 §2/§3.5",
+        data=("mnist", "digits", "fashion_mnist"),
+        quick_data="digits",
+        epochs=30,
+        batch_size=64,
+        learning_rate=3e-3,
+        quick_epochs=60,
+        options=(Option("--latent-dim", positive_int, 2, "size of the latent space z"),),
     ),
     # [chapters] New chapters go here, in reading order.
 )

@@ -1,0 +1,325 @@
+"""Variational autoencoders: the reparameterisation trick, the KL term, a custom train_step.
+
+Builds the two pieces that make an autoencoder variational, the sampling step
+z = μ + σ·ε and the closed-form KL divergence to the N(0, I) prior, checks them
+against Monte-Carlo estimates and GradientTape, then trains a convolutional
+VAE (a `keras.Model` with its own `train_step`) beside the plain, deterministic
+autoencoder the original text describes, and shows why only one of them can
+generate: decoding random prior samples, and the shape of each latent space.
+
+Text: chapters/vae.md. Ports 000 §2.4 and 002 §2/§3.5 (see SEEDS.md).
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from tfguide import cli, datasets, plotting
+from tfguide.config import Config
+from tfguide.results import Experiment
+
+
+# --- From scratch -----------------------------------------------------------------
+# [start:scratch]
+def reparameterize(mu, log_var, eps):
+    """z = μ + σ·ε with σ = exp(½·log σ²): a sample of N(μ, σ²) that is differentiable in μ, σ."""
+    return mu + ops.exp(0.5 * log_var) * eps  # (batch, latent)
+
+
+def kl_divergence(mu, log_var):
+    """KL(N(μ, σ²) ‖ N(0, 1)) in closed form, summed over the latent axis."""
+    kl = -0.5 * (1.0 + log_var - ops.square(mu) - ops.exp(log_var))  # (batch, latent)
+    return ops.sum(kl, axis=-1)  # (batch,)
+
+
+def reconstruction_loss(x, logits):
+    """Bernoulli negative log-likelihood: binary cross-entropy summed over every pixel."""
+    # max(l, 0) − l·x + log(1 + e^−|l|) is −[x·log p + (1 − x)·log(1 − p)] with p = sigmoid(l),
+    # written so that large |l| never overflows.
+    bce = ops.relu(logits) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))  # (batch, h, w, c)
+    return ops.sum(ops.reshape(bce, (ops.shape(bce)[0], -1)), axis=-1)  # (batch,)
+# [end:scratch]
+
+
+def kl_monte_carlo(mu, log_var, n: int, seed: int = 0) -> np.ndarray:
+    """Estimate KL(q ‖ p) = E_q[log q(z) − log p(z)] from `n` samples z ~ q per row."""
+    rng = np.random.default_rng(seed)
+    mu, log_var = np.asarray(mu, np.float64), np.asarray(log_var, np.float64)
+    eps = rng.standard_normal((n, *mu.shape))  # (n, batch, latent)
+    z = np.asarray(reparameterize(mu, log_var, eps))
+    log_q = -0.5 * (np.log(2 * np.pi) + log_var + eps**2)  # log N(z; μ, σ²), since (z−μ)/σ = ε
+    log_p = -0.5 * (np.log(2 * np.pi) + z**2)  # log N(z; 0, 1)
+    return (log_q - log_p).sum(axis=-1).mean(axis=0)  # (batch,)
+
+
+# --- The Keras way --------------------------------------------------------------------
+# [start:sampling]
+@keras.saving.register_keras_serializable(package="tfguide")
+class Sampling(layers.Layer):
+    """Draw z = μ + σ·ε with fresh ε ~ N(0, I) on every call."""
+
+    def __init__(self, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        mu, log_var = inputs  # (batch, latent) each
+        eps = keras.random.normal(ops.shape(mu), dtype=mu.dtype, seed=self.seed_generator)
+        return reparameterize(mu, log_var, eps)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+# [end:sampling]
+
+
+# [start:networks]
+def _uses_convolutions(input_shape) -> bool:
+    """Convolve images of 16 px a side or more; an 8×8 image is only 2×2 after two strides."""
+    return min(input_shape[:2]) >= 16
+
+
+def build_encoder(input_shape, latent_dim: int, variational: bool = True) -> keras.Model:
+    """Image → features → μ and log σ² (VAE), or → a single code z (plain autoencoder)."""
+    x = inputs = keras.Input(shape=input_shape)  # (batch, h, w, c)
+    if _uses_convolutions(input_shape):
+        x = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)  # (b, h/2, w/2, 32)
+        x = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(x)  # (b, h/4, w/4, 64)
+    x = layers.Dense(256, activation="relu")(layers.Flatten()(x))  # (batch, 256)
+    x = layers.Dense(128, activation="relu")(x)  # (batch, 128)
+    if not variational:
+        return keras.Model(inputs, layers.Dense(latent_dim, name="z")(x), name="ae_encoder")
+    mu = layers.Dense(latent_dim, name="mu")(x)  # (batch, latent)
+    log_var = layers.Dense(latent_dim, name="log_var")(x)  # (batch, latent)
+    return keras.Model(inputs, [mu, log_var], name="encoder")
+
+
+def build_decoder(output_shape, latent_dim: int, name: str = "decoder") -> keras.Model:
+    """Mirror the encoder: z → features → per-pixel logits of shape `output_shape`."""
+    h, w, c = output_shape
+    z = keras.Input(shape=(latent_dim,))  # (batch, latent)
+    x = layers.Dense(128, activation="relu")(z)
+    x = layers.Dense(256, activation="relu")(x)  # (batch, 256)
+    if _uses_convolutions(output_shape):
+        h4, w4 = math.ceil(h / 4), math.ceil(w / 4)
+        x = layers.Dense(h4 * w4 * 64, activation="relu")(x)
+        x = layers.Reshape((h4, w4, 64))(x)  # (batch, h/4, w/4, 64)
+        x = layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu")(x)
+        x = layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu")(x)
+        x = layers.Cropping2D(((0, 4 * h4 - h), (0, 4 * w4 - w)))(x)  # (batch, h, w, 32)
+        logits = layers.Conv2D(c, 3, padding="same", dtype="float32")(x)  # (batch, h, w, c)
+    else:
+        x = layers.Dense(h * w * c, dtype="float32")(x)  # (batch, h·w·c)
+        logits = layers.Reshape((h, w, c), dtype="float32")(x)  # (batch, h, w, c)
+    return keras.Model(z, logits, name=name)
+# [end:networks]
+
+
+# [start:vae]
+@keras.saving.register_keras_serializable(package="tfguide")
+class VAE(keras.Model):
+    """Encoder → (μ, log σ²) → Sampling → decoder, trained on −ELBO = reconstruction + KL."""
+
+    def __init__(self, encoder: keras.Model, decoder: keras.Model, seed: int | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.encoder, self.decoder, self.seed = encoder, decoder, seed
+        self.sampling = Sampling(seed=seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")  # −ELBO per image
+        self.recon_tracker = keras.metrics.Mean(name="recon_loss")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+
+    @property
+    def metrics(self):  # reset by fit/evaluate at the start of every epoch
+        return [self.loss_tracker, self.recon_tracker, self.kl_tracker]
+
+    def call(self, x, training=False):
+        mu, log_var = self.encoder(x, training=training)
+        return self.decoder(self.sampling([mu, log_var]), training=training)  # logits
+
+    def losses_for(self, x, training=False):
+        """Return the per-image losses: total (−ELBO), reconstruction and KL."""
+        mu, log_var = self.encoder(x, training=training)
+        mu, log_var = ops.cast(mu, "float32"), ops.cast(log_var, "float32")
+        logits = self.decoder(self.sampling([mu, log_var]), training=training)
+        recon = reconstruction_loss(ops.cast(x, "float32"), ops.cast(logits, "float32"))
+        kl = kl_divergence(mu, log_var)
+        return recon + kl, recon, kl  # (batch,) each
+
+    def _track(self, total, recon, kl):
+        for tracker, value in zip(self.metrics, (total, recon, kl)):
+            tracker.update_state(value)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x = data[0] if isinstance(data, tuple) else data
+        with tf.GradientTape() as tape:
+            total, recon, kl = self.losses_for(x, training=True)
+            # Mean over this replica's images; the optimizer sums gradients over replicas.
+            replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+            loss = self.optimizer.scale_loss(ops.mean(total) / replicas)
+        grads = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply(grads, self.trainable_weights)
+        return self._track(total, recon, kl)
+
+    def test_step(self, data):
+        x = data[0] if isinstance(data, tuple) else data
+        return self._track(*self.losses_for(x))
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed,
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "decoder": keras.saving.serialize_keras_object(self.decoder)}
+
+    @classmethod
+    def from_config(cls, config):
+        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
+        decoder = keras.saving.deserialize_keras_object(config.pop("decoder"))
+        return cls(encoder, decoder, **config)
+
+
+def build_model(input_shape, latent_dim: int = 2, seed: int | None = None) -> VAE:
+    """A convolutional VAE for images of `input_shape` (h, w, c) with a `latent_dim` code."""
+    vae = VAE(build_encoder(input_shape, latent_dim), build_decoder(input_shape, latent_dim),
+              seed=seed, name="vae")
+    vae(ops.zeros((1, *input_shape)))  # one call builds every layer
+    return vae
+# [end:vae]
+
+
+# [start:autoencoder]
+def build_autoencoder(input_shape, latent_dim: int = 2) -> keras.Model:
+    """The plain autoencoder 002 §3.5 describes: the same networks, no sampling, no KL term."""
+    encoder = build_encoder(input_shape, latent_dim, variational=False)
+    decoder = build_decoder(input_shape, latent_dim, name="ae_decoder")
+    x = keras.Input(shape=input_shape)
+    return keras.Model(x, decoder(encoder(x)), name="autoencoder")  # logits
+# [end:autoencoder]
+
+
+# --- Run ----------------------------------------------------------------------------
+def _decode(decoder: keras.Model, z) -> np.ndarray:
+    """Pixel probabilities sigmoid(logits) for codes `z`."""
+    return ops.convert_to_numpy(ops.sigmoid(decoder.predict(z, verbose=0)))
+
+
+def _nearest_mse(images: np.ndarray, reference: np.ndarray) -> float:
+    """Mean over `images` of the per-pixel MSE to the closest `reference` image."""
+    a, b = images.reshape(len(images), -1), reference.reshape(len(reference), -1)
+    d = (a**2).sum(1)[:, None] - 2 * a @ b.T + (b**2).sum(1)[None, :]  # (n, m) squared distances
+    return float(np.maximum(d.min(axis=1), 0).mean() / a.shape[1])
+
+
+def run(cfg: Config) -> dict:
+    """Train the VAE and the plain autoencoder; log losses against the mean-image baseline."""
+    with Experiment(cfg) as ex:
+        data = ex.load_data()
+        x_train, x_test, y_test = data.x_train, data.x_test, data.y_test
+        latent_dim, shape = cfg.options["latent_dim"], data.input_shape
+        batches = dict(batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+        test = datasets.pipeline(x_test, batch_size=256)
+        with ex.strategy.scope():
+            vae = build_model(shape, latent_dim, seed=cfg.seed)
+            vae.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                        jit_compile=ex.runtime.jit)
+            ae = build_autoencoder(shape, latent_dim)
+            ae.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                       loss=reconstruction_loss, jit_compile=ex.runtime.jit)
+        verbose = 2 if cfg.quick else 1
+        print(f"VAE, latent size {latent_dim}: {cfg.epochs} epochs")
+        history = vae.fit(datasets.pipeline(x_train, **batches), epochs=cfg.epochs,
+                          validation_data=test, shuffle=False, callbacks=ex.callbacks(),
+                          verbose=verbose)
+        print("Plain autoencoder: the same networks without sampling or KL term")
+        ae.fit(datasets.pipeline(x_train, x_train, **batches), epochs=cfg.epochs, shuffle=False,
+               callbacks=ex.callbacks("autoencoder"), verbose=verbose)
+        ex.save_model(vae)
+
+        # Test losses against the baseline of always predicting the mean training image.
+        scores = vae.evaluate(test, verbose=0, return_dict=True)  # z sampled, as in training
+        p_mean = np.clip(x_train.mean(axis=0, keepdims=True), 1e-6, 1 - 1e-6)  # (1, h, w, c)
+        mean_logits = np.broadcast_to(np.log(p_mean / (1 - p_mean)), x_test.shape)
+        baseline = float(ops.mean(reconstruction_loss(x_test, mean_logits)))
+        mse_baseline = float(np.mean((x_test - p_mean) ** 2))
+        mu_test = vae.encoder.predict(x_test, verbose=0)[0]  # (n_test, latent)
+        recon = _decode(vae.decoder, mu_test)  # the most likely reconstruction
+        ae_encoder, ae_decoder = ae.get_layer("ae_encoder"), ae.get_layer("ae_decoder")
+        ae_codes = ae_encoder.predict(x_test, verbose=0)  # (n_test, latent)
+        ae_logits = ae.predict(x_test, verbose=0)
+        ae_recon = ops.convert_to_numpy(ops.sigmoid(ae_logits))
+
+        # Generate: decode the same draws z ~ N(0, I) with each decoder, and measure how far
+        # each result is from the closest real training image (a real test image for scale).
+        z_prior = np.random.default_rng(cfg.seed).standard_normal((64, latent_dim))
+        vae_samples = _decode(vae.decoder, z_prior.astype("float32"))
+        ae_samples = _decode(ae_decoder, z_prior.astype("float32"))
+        ex.log(
+            test_loss=scores["loss"], test_recon_loss=scores["recon_loss"], test_kl=scores["kl"],
+            baseline_recon_loss=baseline, recon_ratio=scores["recon_loss"] / baseline,
+            test_mse_ratio=np.mean((recon - x_test) ** 2) / mse_baseline,
+            ae_test_recon_loss=ops.mean(reconstruction_loss(x_test, ae_logits)),
+            ae_test_mse_ratio=np.mean((ae_recon - x_test) ** 2) / mse_baseline,
+            vae_code_std=np.std(mu_test), ae_code_std=np.std(ae_codes),
+            vae_prior_nn_mse=_nearest_mse(vae_samples, x_train),
+            ae_prior_nn_mse=_nearest_mse(ae_samples, x_train),
+            real_nn_mse=_nearest_mse(x_test[:64], x_train),
+        )
+
+        # Figures.
+        ex.save_figure(plotting.image_grid(
+            np.concatenate([x_test[:16], recon[:16], ae_recon[:16]]), ncols=16,
+            title="Test images; VAE reconstructions (from μ); plain AE reconstructions"),
+            "reconstructions")
+        ex.save_figure(plotting.image_grid(
+            np.concatenate([vae_samples[:32], ae_samples[:32]]), ncols=16,
+            title="The same z ~ N(0, I) decoded: VAE (top two rows), plain AE (bottom two)"),
+            "prior_samples")
+        ex.save_figure(_latent_maps(mu_test, ae_codes, y_test), "latent_maps")
+        if latent_dim == 2:
+            ex.save_figure(_manifold(vae.decoder, shape), "manifold")
+        curves = {k: history.history[k] for p in ("", "val_") for k in
+                  (p + "loss", p + "recon_loss", p + "kl")}
+        ex.save_figure(plotting.history_curves(curves, "VAE training: loss (−ELBO) = "
+                                               "reconstruction + KL, per image"), "loss_curves")
+    return ex.metrics
+
+
+def _latent_maps(vae_codes, ae_codes, labels):
+    """Scatter the first two code dimensions of the test images, VAE beside plain AE."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.8), layout="constrained")
+    for i, (codes, name) in enumerate([(vae_codes, "VAE: μ of q(z|x)"), (ae_codes, "plain AE: z")]):
+        plotting.scatter_2d(codes[:, :2], labels, title=name, xlabel="z₁", ylabel="z₂",
+                            ax=fig.add_subplot(1, 2, i + 1))
+    return fig
+
+
+def _manifold(decoder, shape, n: int = 15):
+    """Decode an n×n grid of z over the prior's central 90 % (Gaussian quantiles), tiled."""
+    from matplotlib.figure import Figure
+
+    h, w, c = shape
+    q = math.sqrt(2) * ops.convert_to_numpy(ops.erfinv(np.linspace(-0.9, 0.9, n)))  # Φ⁻¹
+    z = np.stack(np.meshgrid(q, q[::-1]), axis=-1).reshape(-1, 2).astype("float32")  # (n², 2)
+    images = ops.convert_to_numpy(ops.sigmoid(decoder.predict(z, verbose=0)))  # (n², h, w, c)
+    tiled = images.reshape(n, n, h, w, c).transpose(0, 2, 1, 3, 4).reshape(n * h, n * w, c)
+    fig = Figure(figsize=(6.5, 6.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(tiled[..., 0] if c == 1 else tiled, cmap="gray",
+              extent=(q[0], q[-1], q[0], q[-1]))
+    ax.set(title="Decoder output over a grid of z (prior quantiles 5 %–95 %)",
+           xlabel="z₁", ylabel="z₂")
+    return fig
+
+
+def main(argv=None):
+    cli.main(__name__, run, argv)
+
+
+if __name__ == "__main__":
+    main()
