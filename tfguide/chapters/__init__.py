@@ -78,6 +78,19 @@ CHAPTERS: tuple[Chapter, ...] = (
         quick_epochs=1000,
     ),
     Chapter(
+        name="mlp",
+        title="Feed-forward networks",
+        summary="A multilayer perceptron (Flatten, Dense + ReLU, softmax) trained with fit on "
+        "real handwritten digits, its forward pass by hand, and a shuffled-label control",
+        ports="001 §3.1, 002 §3.2/§4.1, 003 §5.1",
+        data=("mnist", "digits", "fashion_mnist"),
+        quick_data="digits",
+        epochs=20,
+        batch_size=64,
+        learning_rate=1e-3,
+        quick_epochs=15,
+    ),
+    Chapter(
         name="cnn",
         title="Convolutional networks",
         summary="conv2d and max-pooling from scratch, checked against tf.nn (values and "
