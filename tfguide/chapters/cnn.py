@@ -229,6 +229,7 @@ def run(cfg: Config) -> dict:
                           metrics=["accuracy"], jit_compile=ex.runtime.jit)
         timer = EpochTimer(len(fit_idx))
         history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
+                            shuffle=False,  # train_ds reshuffles itself every epoch
                             callbacks=ex.callbacks() + [timer], verbose=2 if cfg.quick else 1)
         test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
         # [end:train]
