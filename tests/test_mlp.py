@@ -1,4 +1,4 @@
-"""Feed-forward networks: the MLP by hand against Keras, real data, and the shuffled-label control."""
+"""Feed-forward networks: the MLP by hand against Keras, real data, the shuffled-label control."""
 import json
 from pathlib import Path
 
@@ -100,7 +100,8 @@ def test_input_size_comes_from_the_data(tmp_path):
         big = np.kron(images, np.ones((3, 3)))  # (n, 24, 24)
         big = np.pad(big, ((0, 0), (2, 2), (2, 2))) * 255  # (n, 28, 28), like MNIST
         datasets.write_idx(tmp_path / datasets.IDX_FILES[f"x_{split}"], big.round())
-        datasets.write_idx(tmp_path / datasets.IDX_FILES[f"y_{split}"], getattr(digits, f"y_{split}"))
+        datasets.write_idx(tmp_path / datasets.IDX_FILES[f"y_{split}"],
+                           getattr(digits, f"y_{split}"))
     cfg = cli.parse("mlp", ["--quick", "--data", "mnist", "--data-dir", str(tmp_path),
                             "--epochs", "3", "--out", str(tmp_path / "runs")])
     metrics = mlp.run(cfg)

@@ -245,8 +245,9 @@ def make_train(learning_rate: float, batch_size: int, activation: str = "tanh",
             Xb, Yb = X[start:start + batch_size], Y[start:start + batch_size]  # (b, d), (b, k)
             A1, Z2 = forward(params, Xb, activation)
             grads = backward(params, Xb, Yb, A1, Z2, activation)
+            # v ← βv − α∇L, then θ ← θ + v
             velocity = {k: beta * velocity[k] - learning_rate * grads[k] for k in params}
-            params = {k: params[k] + velocity[k] for k in params}  # v ← βv − α∇L, θ ← θ + v
+            params = {k: params[k] + velocity[k] for k in params}
             losses = losses.write(i, cross_entropy_from_logits(Yb, Z2))
         return params, velocity, losses.stack()
 
