@@ -1,0 +1,266 @@
+"""Recurrent networks: a simple RNN and an LSTM from scratch, why gates matter, a forecast.
+
+Unrolls h_t = tanh(x_t W_xh + h_{t-1} W_hh + b) over [batch, time, features] and
+writes an LSTM cell by hand, checks both against keras.layers.SimpleRNN and
+keras.layers.LSTM given the same weights, makes back-propagation through time
+visible (how much the loss still feels each earlier input), shows an LSTM
+remembering a symbol across 120 steps of distractors where a simple RNN of the
+same size does not, and forecasts the yearly sunspot numbers.
+
+Text: chapters/rnn.md. Ports 000 §2.3/§3.4/§4.4, 001 §3.4 and 002 §3.4 (see SEEDS.md).
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from tfguide import cli, datasets, plotting
+from tfguide.config import Config
+from tfguide.results import Experiment
+
+# The memory task: remember the first of 120 symbols (see make_memory_task).
+TIME_STEPS, N_CLASSES, N_DISTRACTORS, UNITS = 120, 2, 4, 32
+FORGET_BIAS = 4.0  # LSTM forget-gate bias at the start: sigmoid(4) = 0.982 kept per step
+WINDOW, SPLIT_YEAR = 20, 1949  # forecast: 20 past years in, the next year out; test from 1949
+
+
+# --- From scratch -------------------------------------------------------------------
+# [start:rnn]
+def rnn_step(x_t, h_prev, W_xh, W_hh, b):
+    """One step of a simple RNN: h_t = tanh(x_t W_xh + h_{t-1} W_hh + b)."""
+    return tf.tanh(x_t @ W_xh + h_prev @ W_hh + b)  # (batch, units)
+
+
+def simple_rnn(x, W_xh, W_hh, b, h0=None):
+    """Unroll `rnn_step` over time; return every h_t and the last one.
+
+    Args:
+        x: inputs, (batch, time, features).
+        W_xh: (features, units); W_hh: (units, units); b: (units,).
+        h0: the state before the first step, (batch, units); zeros when None.
+    """
+    h = tf.zeros((tf.shape(x)[0], W_hh.shape[0]), x.dtype) if h0 is None else h0  # (batch, units)
+    outputs = []
+    for t in range(x.shape[1]):
+        h = rnn_step(x[:, t], h, W_xh, W_hh, b)  # x[:, t]: (batch, features)
+        outputs.append(h)
+    return tf.stack(outputs, axis=1), h  # (batch, time, units), (batch, units)
+# [end:rnn]
+
+
+# [start:lstm]
+def lstm_step(x_t, h_prev, c_prev, W, U, b):
+    """One LSTM step; the four gates sit side by side in Keras's order i, f, c, o.
+
+    W: (features, 4·units), U: (units, 4·units), b: (4·units,).
+    """
+    z = x_t @ W + h_prev @ U + b  # (batch, 4·units)
+    z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)  # each (batch, units)
+    i, f, o = tf.sigmoid(z_i), tf.sigmoid(z_f), tf.sigmoid(z_o)  # input, forget, output gates
+    c = f * c_prev + i * tf.tanh(z_c)  # cell state: keep a share f, write a share i
+    h = o * tf.tanh(c)  # what the cell shows the next layer and the next step
+    return h, c
+
+
+def lstm(x, W, U, b, h0=None, c0=None):
+    """Unroll `lstm_step` over x (batch, time, features); return every h_t, the last h and c."""
+    units = U.shape[0]
+    zeros = tf.zeros((tf.shape(x)[0], units), x.dtype)  # (batch, units)
+    h = zeros if h0 is None else h0
+    c = zeros if c0 is None else c0
+    outputs = []
+    for t in range(x.shape[1]):
+        h, c = lstm_step(x[:, t], h, c, W, U, b)
+        outputs.append(h)
+    return tf.stack(outputs, axis=1), h, c  # (batch, time, units), (batch, units) twice
+# [end:lstm]
+
+
+# [start:check]
+def compare_with_keras(kind: str, x, units: int, seed: int = 0) -> float:
+    """Run our cell and Keras's layer on `x` with the same weights and start state.
+
+    Returns the largest |difference| over the whole output sequence and the final
+    state(s): h for SimpleRNN, h and c for LSTM.
+    """
+    rng = np.random.default_rng(seed)
+    layer_cls = layers.LSTM if kind == "lstm" else layers.SimpleRNN
+    layer = layer_cls(units, return_sequences=True, return_state=True, dtype=x.dtype)
+    layer.build(x.shape)
+    weights = [rng.normal(0.0, 0.5, w.shape) for w in layer.get_weights()]  # kernel, rec., bias
+    layer.set_weights(weights)
+    states = [tf.constant(rng.normal(size=(x.shape[0], units)), x.dtype)
+              for _ in range(2 if kind == "lstm" else 1)]  # h0 (and c0)
+    theirs = layer(x, initial_state=states)  # [sequence, h_T] or [sequence, h_T, c_T]
+    weights = [tf.constant(w, x.dtype) for w in weights]
+    ours = lstm(x, *weights, *states) if kind == "lstm" else simple_rnn(x, *weights, *states)
+    return max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(ours, theirs))
+# [end:check]
+
+
+# [start:gradients]
+def input_gradient_norms(model: keras.Model, x, y) -> np.ndarray:
+    """‖∂L/∂x_t‖ for every time step t, averaged over the examples.
+
+    Back-propagation through time, made visible: how strongly the loss at the end
+    of the sequence still responds to the input t steps earlier.
+    """
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        losses = keras.losses.sparse_categorical_crossentropy(y, model(x))  # (batch,)
+        loss = tf.reduce_sum(losses)  # a sum, so each example gets its own gradient
+    grads = tape.gradient(loss, x)  # (batch, time, features)
+    return tf.reduce_mean(tf.norm(grads, axis=-1), axis=0).numpy()  # (time,)
+# [end:gradients]
+
+
+# --- The data -------------------------------------------------------------------------
+# [start:memory]
+def make_memory_task(n: int, seed: int, time_steps: int = TIME_STEPS,
+                     n_classes: int = N_CLASSES, n_distractors: int = N_DISTRACTORS):
+    """Sequences of one-hot symbols: step 0 shows one of `n_classes` symbols, the other
+    steps show random distractor symbols; the label is the symbol seen at step 0."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, size=n)  # (n,)
+    symbols = rng.integers(n_classes, n_classes + n_distractors, size=(n, time_steps))
+    symbols[:, 0] = y
+    x = np.eye(n_classes + n_distractors, dtype=np.float32)[symbols]  # (n, time, symbols)
+    return x, y.astype(np.int32)
+# [end:memory]
+
+
+# [start:windows]
+def make_windows(series: np.ndarray, window: int, batch_size: int, shuffle: bool = False,
+                 seed: int = 0) -> tf.data.Dataset:
+    """Every run of `window` values as input, the value right after it as target."""
+    return keras.utils.timeseries_dataset_from_array(
+        series[:-1, None],  # (time - 1, 1): the last value is only ever a target
+        targets=series[window:],  # targets[i] follows the window that starts at i
+        sequence_length=window, batch_size=batch_size, shuffle=shuffle, seed=seed)
+# [end:windows]
+
+
+# --- The Keras way --------------------------------------------------------------------
+# [start:keras]
+def build_classifier(kind: str, input_shape: tuple[int, int], num_classes: int,
+                     units: int = UNITS) -> keras.Model:
+    """A SimpleRNN or LSTM layer reads the sequence; a Dense layer classifies its last h."""
+    inputs = keras.Input(shape=input_shape)  # (time, features)
+    rnn = (layers.LSTM if kind == "lstm" else layers.SimpleRNN)(units, name="rnn")
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(rnn(inputs))
+    model = keras.Model(inputs, outputs, name=kind)
+    if kind == "lstm":  # start with the forget gates open and the input gates nearly shut
+        bias = rnn.cell.bias.numpy()  # (4·units,) in the order i, f, c, o
+        bias[:units], bias[units:2 * units] = -FORGET_BIAS, FORGET_BIAS
+        rnn.cell.bias.assign(bias)
+    return model
+
+
+def build_model(input_shape: tuple[int, int] = (WINDOW, 1), units: int = UNITS) -> keras.Model:
+    """The forecaster: an LSTM reads `window` past values, a Dense unit says the next one."""
+    inputs = keras.Input(shape=input_shape)  # (window, 1)
+    h = layers.LSTM(units, name="lstm")(inputs)  # (batch, units): the last hidden state
+    outputs = layers.Dense(1, dtype="float32", name="next")(h)  # (batch, 1)
+    return keras.Model(inputs, outputs, name="sunspot_forecaster")
+# [end:keras]
+
+
+# --- Run ----------------------------------------------------------------------------
+def _train_memory(ex: Experiment, kind: str, data, epochs: int):
+    """Train one classifier on the memory task; return its accuracy and gradient norms."""
+    cfg, (x, y, x_test, y_test) = ex.cfg, data
+    with ex.strategy.scope():
+        model = build_classifier(kind, x.shape[1:], N_CLASSES)
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=1.0),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      jit_compile=ex.runtime.jit)
+    probe = (x_test[:256], y_test[:256])
+    before = input_gradient_norms(model, *probe)
+    print(f"Memory task, {kind}: {len(x)} sequences of {x.shape[1]} steps, {epochs} epochs")
+    history = model.fit(datasets.pipeline(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed),
+                        epochs=epochs, validation_data=datasets.pipeline(x_test, y_test, 256),
+                        callbacks=ex.callbacks(kind), verbose=2 if cfg.quick else 1)
+    accuracy = history.history["val_accuracy"][-1]  # on the test sequences, after training
+    return accuracy, before, input_gradient_norms(model, *probe), history.history
+
+
+def run(cfg: Config) -> dict:
+    """Check the cells against Keras, train the memory task, forecast the sunspots."""
+    with Experiment(cfg) as ex:
+        # From scratch == Keras, in float32 (the tests also check float64).
+        x = tf.constant(np.random.default_rng(cfg.seed).normal(size=(4, 7, 3)), tf.float32)
+        ex.log(rnn_max_abs_err=compare_with_keras("simple_rnn", x, units=5, seed=cfg.seed),
+               lstm_max_abs_err=compare_with_keras("lstm", x, units=5, seed=cfg.seed))
+
+        # Why gates matter: the same task, size and budget for a SimpleRNN and an LSTM.
+        n_train = 1024 if cfg.quick else 4096
+        memory = (*make_memory_task(n_train, cfg.seed), *make_memory_task(1000, cfg.seed + 1))
+        results = {kind: _train_memory(ex, kind, memory, cfg.epochs)
+                   for kind in ("simple_rnn", "lstm")}
+        ex.extra["memory_task"] = {
+            "source": "synthetic", "train": n_train, "test": 1000, "time_steps": TIME_STEPS,
+            "classes": N_CLASSES, "distractors": N_DISTRACTORS, "units": UNITS,
+            "task": "one-hot symbols; step 0 shows the class, the other steps distractors"}
+        grads = {kind: r[1:3] for kind, r in results.items()}
+        ex.log(simple_rnn_accuracy=results["simple_rnn"][0], lstm_accuracy=results["lstm"][0],
+               simple_rnn_grad_ratio=grads["simple_rnn"][0][0] / grads["simple_rnn"][0][-1],
+               lstm_grad_ratio=grads["lstm"][0][0] / grads["lstm"][0][-1])
+
+        # A real sequence: forecast next year's sunspot number from the last 20 years.
+        years, values, provenance = datasets.load_series("sunspots")
+        split = int(np.searchsorted(years, SPLIT_YEAR))  # train on the past, test on the future
+        mu, sigma = values[:split].mean(), values[:split].std()  # training years only
+        scaled = (values - mu) / sigma
+        train = make_windows(scaled[:split], WINDOW, cfg.batch_size, shuffle=True, seed=cfg.seed)
+        test = make_windows(scaled[split - WINDOW:], WINDOW, batch_size=len(values))
+        ex.record_data("sunspots", "shipped", split - WINDOW, len(values) - split,
+                       provenance=provenance, window=WINDOW,
+                       train_years=f"{years[WINDOW]}-{years[split - 1]} (targets)",
+                       test_years=f"{years[split]}-{years[-1]}")
+        with ex.strategy.scope():
+            model = build_model((WINDOW, 1))
+            model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse",
+                          jit_compile=ex.runtime.jit)
+        print(f"Sunspots: {WINDOW}-year windows, {2 * cfg.epochs} epochs")
+        history = model.fit(train, epochs=2 * cfg.epochs, validation_data=test,
+                            callbacks=ex.callbacks(), verbose=2 if cfg.quick else 1)
+        (x_test, y_test), = test.as_numpy_iterator()  # (n, window, 1), (n,)
+        forecast = model.predict(x_test, verbose=0)[:, 0] * sigma + mu  # back to sunspot units
+        truth, naive = y_test * sigma + mu, x_test[:, -1, 0] * sigma + mu  # naive: last year
+        lstm_mse, naive_mse = np.mean((forecast - truth) ** 2), np.mean((naive - truth) ** 2)
+        ex.log(lstm_mse=lstm_mse, naive_mse=naive_mse, mse_vs_naive=lstm_mse / naive_mse)
+        ex.save_model(model)
+
+        # Figures.
+        steps = np.arange(TIME_STEPS)
+        ex.save_figure(plotting.line_plot(
+            {"SimpleRNN, untrained": grads["simple_rnn"][0], "LSTM, untrained": grads["lstm"][0],
+             "SimpleRNN, trained": grads["simple_rnn"][1], "LSTM, trained": grads["lstm"][1]},
+            xlabel="time step t of the input", ylabel="‖∂L/∂x_t‖", logy=True, x=steps,
+            title="How much the loss at the end feels each input"), "gradient_flow")
+        curves = {f"{name}, {split_name}": results[kind][3][key]
+                  for kind, name in (("simple_rnn", "SimpleRNN"), ("lstm", "LSTM"))
+                  for split_name, key in (("train", "accuracy"), ("test", "val_accuracy"))}
+        ex.save_figure(plotting.line_plot(
+            curves, xlabel="epoch", ylabel="accuracy", x=np.arange(1, cfg.epochs + 1),
+            title=f"Remember step 0 across {TIME_STEPS} steps (chance {1 / N_CLASSES:.2f})"),
+            "memory_history")
+        ex.save_figure(plotting.line_plot(
+            {"truth": truth, "LSTM forecast": forecast, "naive (last year)": naive},
+            xlabel="year", ylabel="sunspot number", x=years[split:],
+            title=f"One-year-ahead forecast on the test years (MSE ratio "
+                  f"{lstm_mse / naive_mse:.2f})"), "forecast")
+        ex.save_figure(plotting.history_curves(history.history, "Sunspot forecaster"),
+                       "forecast_history")
+    return ex.metrics
+
+
+def main(argv=None):
+    cli.main(__name__, run, argv)
+
+
+if __name__ == "__main__":
+    main()
