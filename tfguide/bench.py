@@ -68,51 +68,60 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 # --- FLOPs ------------------------------------------------------------------------------
-def forward_flops(model) -> float:
-    """Count the multiply-adds of one forward pass per sample, times two (FLOPs).
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
-    Counted: Dense, Conv2D, SimpleRNN/LSTM/GRU and MultiHeadAttention, the layers that
-    hold nearly all the arithmetic of the chapters' models; activations, pooling,
-    normalisation and element-wise ops are left out. Nested models are walked.
-    A training step costs about three forward passes (the backward pass computes
-    two products per forward product), which is what MFU below assumes.
+
+def _op_flops(op) -> float:
+    """FLOPs of one graph op (2 per multiply-add) for the ops that carry the arithmetic."""
+    kind = op.type
+    if kind in ("MatMul", "BatchMatMulV2", "BatchMatMulV3"):
+        a = op.inputs[0].shape
+        transposed = any(op.get_attr(k) for k in ("transpose_a", "adj_x")
+                         if k in op.node_def.attr)
+        inner = a[-2] if transposed else a[-1]
+        return 2.0 * _size(op.outputs[0].shape) * int(inner)
+    if kind in ("Conv2D", "DepthwiseConv2dNative"):
+        kh, kw, c_in = op.inputs[1].shape[:3]
+        return 2.0 * _size(op.outputs[0].shape) * kh * kw * (c_in if kind == "Conv2D" else 1)
+    if kind == "Conv2DBackpropInput":  # a transposed convolution's forward pass
+        kh, kw, c_out = op.inputs[1].shape[:3]
+        return 2.0 * _size(op.inputs[2].shape) * kh * kw * c_out
+    if kind == "Einsum":  # every index of the equation is looped over once
+        inputs = op.get_attr("equation").decode().split("->")[0].split(",")
+        sizes = {}
+        for letters, tensor in zip(inputs, op.inputs):
+            sizes.update(zip(letters, tensor.shape))
+        return 2.0 * _size(sizes.values())
+    return 0.0
+
+
+def forward_flops(model, input_spec) -> float:
+    """Count the FLOPs of one forward pass for one sample.
+
+    The forward pass is traced into a graph and every matrix product,
+    convolution and einsum is counted from its shapes (2 FLOPs per
+    multiply-add); element-wise ops, pooling and normalisation are left out.
+    Recurrent layers run their steps in a loop the trace does not unroll, so
+    SimpleRNN/LSTM/GRU are counted from their sizes instead. A training step
+    costs about three forward passes (the backward pass computes two products
+    per forward product), which is what MFU below assumes.
     """
+    import tensorflow as tf
     from keras import layers
 
-    def size(shape) -> int:
-        n = 1
-        for d in shape:
-            n *= int(d)
-        return n
-
-    total = 0.0
-    for layer in _leaf_layers(model):
-        out_shape = tuple(layer.output.shape[1:])
-        in_shape = tuple(layer.input.shape[1:]) if not isinstance(layer.input, list) else None
-        if isinstance(layer, layers.Conv2D):
-            kh, kw = layer.kernel_size
-            c_in = layer.kernel.shape[2]
-            total += 2.0 * kh * kw * c_in * size(out_shape)
-        elif isinstance(layer, layers.Dense):
-            total += 2.0 * in_shape[-1] * size(out_shape)
-        elif isinstance(layer, (layers.SimpleRNN, layers.LSTM, layers.GRU)):
+    specs = tf.nest.map_structure(lambda s: tf.TensorSpec((1, *s.shape[1:]), s.dtype), input_spec)
+    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(specs).graph
+    total = sum(_op_flops(op) for op in graph.get_operations())
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, (layers.SimpleRNN, layers.LSTM, layers.GRU)):
             gates = {layers.SimpleRNN: 1, layers.LSTM: 4, layers.GRU: 3}[type(layer)]
-            steps, features = in_shape[0], in_shape[-1]
+            steps, features = layer.input.shape[1], layer.input.shape[-1]
             total += 2.0 * gates * (features + layer.units) * layer.units * steps
-        elif isinstance(layer, layers.MultiHeadAttention):
-            q_len, d_model = in_shape[0], in_shape[-1]
-            heads, key_dim = layer.num_heads, layer.key_dim
-            total += 2.0 * 4 * q_len * d_model * heads * key_dim  # q, k, v, output projections
-            total += 2.0 * 2 * q_len * q_len * heads * key_dim  # q·kᵀ and weights·v
     return total
-
-
-def _leaf_layers(model):
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
 
 
 # --- Workloads ------------------------------------------------------------------------
@@ -123,7 +132,7 @@ class Workload:
     chapter: str
     build: Callable  # () -> compiled keras.Model (called inside the strategy scope)
     x: object
-    y: object
+    y: object  # None for a model that trains on x alone (the VAE)
     batch_size: int
     note: str
 
@@ -164,6 +173,20 @@ def _chapter_workload(name: str, quick: bool, seed: int, jit: bool) -> Workload 
         return Workload(name, **spec)
     if name in ("mlp", "cnn"):
         return _classifier(name, (28, 28, 1), quick, seed, jit)
+    if name == "vae":
+        import keras
+
+        chapter = chapters.get(name)
+        x, _ = _synthetic_images((28, 28, 1), 4096 if quick else 16384, 10, seed)
+
+        def build():
+            model = module.build_model((28, 28, 1), latent_dim=2, seed=seed)
+            model.compile(optimizer=keras.optimizers.Adam(chapter.learning_rate),
+                          jit_compile=jit)
+            return model
+
+        return Workload(name, build, x, None, chapter.batch_size,
+                        f"build_model((28, 28, 1)) on {len(x)} random MNIST-shaped images")
     if name == "gradient_descent":
         import keras
         import numpy as np
@@ -238,16 +261,19 @@ def throughput(work: Workload, rt, repeat: int, progress) -> dict:
             models[path] = work.build()
         timers[path] = _EpochTimer()
     pipeline = datasets.pipeline(work.x, work.y, work.batch_size, shuffle=True, seed=0)
-    for round_ in range(repeat + 1):  # round 0 warms up (tracing, caches)
+    for _ in range(repeat + 1):  # the first round warms up (tracing, caches)
         models["reference"].fit(work.x, work.y, batch_size=work.batch_size, epochs=1,
                                 shuffle=True, verbose=0, callbacks=[timers["reference"].callback])
         models["tfguide"].fit(pipeline, epochs=1, verbose=0,
                               callbacks=[timers["tfguide"].callback])
         progress.add(1)
+    import tensorflow as tf
+
     rates = {path: n / statistics.median(t.times[1:]) for path, t in timers.items()}
+    spec = tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape, a.dtype), work.x)
     return {"reference_samples_s": rates["reference"], "tfguide_samples_s": rates["tfguide"],
             "ratio": rates["tfguide"] / rates["reference"],
-            "forward_flops_per_sample": forward_flops(models["tfguide"])}
+            "forward_flops_per_sample": forward_flops(models["tfguide"], spec)}
 
 
 def time_to_accuracy(rt, target: float, max_epochs: int, seed: int, progress) -> dict:

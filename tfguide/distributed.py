@@ -27,7 +27,7 @@ def _per_example_loss(model: keras.Model):
 
 
 def fit(model: keras.Model, dataset: tf.data.Dataset, epochs: int,
-        strategy: tf.distribute.Strategy, validation_data=None,
+        strategy: tf.distribute.Strategy, validation_data=None, callbacks=(),
         verbose: int = 1) -> keras.callbacks.History:
     """Train a compiled `model` on `dataset` (global batches) with `strategy`.
 
@@ -36,12 +36,13 @@ def fit(model: keras.Model, dataset: tf.data.Dataset, epochs: int,
         dataset: a `tf.data.Dataset` of (x, y) global batches.
         epochs: passes over `dataset`.
         strategy: usually a `MultiWorkerMirroredStrategy`; any strategy works.
-        validation_data: optional (x, y) arrays, evaluated on each worker after every epoch.
+        validation_data: optional (x, y) arrays or dataset, evaluated after every epoch.
+        callbacks: Keras callbacks; they see the epoch hooks and logs, as under `fit`.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
 
     Returns:
-        A `History` whose `.history` has `loss` (and `val_loss`, `val_accuracy`
-        for a classifier) per epoch, like `fit`'s.
+        The `History`, with `loss` (and `accuracy`, `val_loss`, `val_accuracy`
+        for a classifier of integer labels) per epoch, like `fit`'s.
     """
     per_example = _per_example_loss(model)
     distributed = strategy.experimental_distribute_dataset(dataset)
@@ -51,46 +52,78 @@ def fit(model: keras.Model, dataset: tf.data.Dataset, epochs: int,
         with tf.GradientTape() as tape:
             y_pred = model(x, training=True)
             loss = tf.nn.compute_average_loss(per_example(y, y_pred))  # ÷ global batch
-            loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync if model.losses \
-                else 0.0
+            if model.losses:  # regularisers, added once across the replicas
+                loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
         grads = tape.gradient(loss, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+        if y.shape.rank == 1 and y_pred.shape[-1] > 1:  # a classifier: count hits too
+            hits = tf.reduce_sum(tf.cast(tf.argmax(y_pred, -1) == tf.cast(y, tf.int64), "float32"))
+        else:
+            hits = tf.constant(-1.0)
+        return loss, hits, tf.cast(tf.shape(y)[0], "float32")
 
     @tf.function
     def train_step(batch):
         per_replica = strategy.run(replica_step, args=batch)
-        return strategy.reduce("SUM", per_replica, axis=None)  # the global mean loss
+        # the global mean loss, and hits and examples over all replicas
+        return tuple(strategy.reduce("SUM", v, axis=None) for v in per_replica)
 
     history = keras.callbacks.History()
-    history.set_model(model)
-    history.on_train_begin()
+    hooks = keras.callbacks.CallbackList([*callbacks, history], model=model,
+                                         epochs=epochs, steps=steps, verbose=0)
+    hooks.on_train_begin()
     for epoch in range(epochs):
+        hooks.on_epoch_begin(epoch)
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}")
         bar = keras.utils.Progbar(steps if steps > 0 else None, verbose=verbose)
-        losses = []
+        losses, hits, seen = [], 0.0, 0.0
         for step, batch in enumerate(distributed):
-            losses.append(float(train_step(batch)))
-            bar.update(step + 1, [("loss", losses[-1])])
+            loss, batch_hits, batch_size = (float(v) for v in train_step(batch))
+            losses.append(loss)
+            hits, seen = hits + batch_hits, seen + batch_size
+            bar.update(step + 1, [("loss", loss)])
         logs = {"loss": float(np.mean(losses))}
+        if hits >= 0:
+            logs["accuracy"] = hits / seen
         if validation_data is not None:
-            logs |= evaluate(model, *validation_data)
-        history.on_epoch_end(epoch, {k: v for k, v in logs.items()})
+            logs |= {f"val_{k}": v for k, v in evaluate(model, validation_data).items()}
+        hooks.on_epoch_end(epoch, logs)
+    hooks.on_train_end()
     return history
 
 
-def evaluate(model: keras.Model, x, y, batch_size: int = 512) -> dict[str, float]:
-    """Compute the compiled loss (and accuracy, for a classifier) on this worker alone."""
+def _batches(data, batch_size: int):
+    if isinstance(data, tf.data.Dataset):
+        yield from data
+        return
+    x, y = data
+    for start in range(0, len(x), batch_size):
+        yield x[start:start + batch_size], y[start:start + batch_size]
+
+
+def evaluate(model: keras.Model, data, batch_size: int = 512) -> dict[str, float]:
+    """Compute the compiled loss (and accuracy, for a classifier) on this worker alone.
+
+    Args:
+        data: (x, y) arrays or a dataset of (x, y) batches.
+    """
     per_example = _per_example_loss(model)
     losses, correct = [], []
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+    for xb, yb in _batches(data, batch_size):
         y_pred = model(xb, training=False)
-        losses.append(per_example(yb, y_pred).numpy())
+        losses.append(np.asarray(per_example(yb, y_pred)))
         if y_pred.shape[-1] > 1 and np.ndim(yb) == 1:  # integer labels, class scores
-            correct.append(np.argmax(y_pred, axis=-1) == yb)
-    logs = {"val_loss": float(np.mean(np.concatenate(losses)))}
+            correct.append(np.argmax(y_pred, axis=-1) == np.asarray(yb))
+    logs = {"loss": float(np.mean(np.concatenate(losses)))}
     if correct:
-        logs["val_accuracy"] = float(np.mean(np.concatenate(correct)))
+        logs["accuracy"] = float(np.mean(np.concatenate(correct)))
     return logs
+
+
+def predict(model: keras.Model, x, batch_size: int = 512) -> np.ndarray:
+    """Run the model forward on this worker alone, batch by batch."""
+    if isinstance(x, tf.data.Dataset):
+        return np.concatenate([np.asarray(model(b, training=False)) for b in x])
+    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
+                           for i in range(0, len(x), batch_size)])

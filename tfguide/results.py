@@ -117,27 +117,46 @@ class Experiment:
         return cbs
 
     def fit(self, model: keras.Model, train, epochs: int, validation_data=None,
-            verbose: int = 1, tag: str = "") -> keras.callbacks.History:
-        """Train with `model.fit` and the run's callbacks (`--strategy multiworker`:
-        with `tfguide.distributed.fit`, since Keras 3's fit cannot run under it).
+            callbacks=(), verbose: int = 1, tag: str = "") -> keras.callbacks.History:
+        """Train with `model.fit` and the run's callbacks.
+
+        Under `--strategy multiworker` it trains with `tfguide.distributed.fit`
+        instead, since Keras 3's `fit` cannot run under that strategy.
 
         Args:
             model: compiled inside `self.strategy.scope()`.
             train: a `tf.data.Dataset` of (x, y) batches (`datasets.pipeline`).
             epochs: passes over `train`.
             validation_data: (x, y) arrays or a dataset, evaluated after every epoch.
+            callbacks: extra callbacks, after the run's own (`callbacks()`).
             verbose: as for `fit`.
             tag: names a second model's history file (`history_<tag>.csv`).
         """
+        callbacks = self.callbacks(tag) + list(callbacks)
         if self.runtime.strategy_name == "multiworker":
             from tfguide import distributed
 
-            history = distributed.fit(model, train, epochs, self.strategy,
-                                      validation_data=validation_data, verbose=verbose)
-            self.save_history(history.history, tag=tag)
-            return history
+            return distributed.fit(model, train, epochs, self.strategy, validation_data,
+                                   callbacks=callbacks, verbose=verbose)
         return model.fit(train, epochs=epochs, validation_data=validation_data,
-                         callbacks=self.callbacks(tag), verbose=verbose)
+                         callbacks=callbacks, verbose=verbose)
+
+    def evaluate(self, model: keras.Model, data) -> dict[str, float]:
+        """Return the compiled loss and metrics on `data` ((x, y) or a dataset) by name."""
+        if self.runtime.strategy_name == "multiworker":
+            from tfguide import distributed
+
+            return distributed.evaluate(model, data)
+        x, y = (data, None) if not isinstance(data, tuple) else data
+        return model.evaluate(x, y, verbose=0, return_dict=True)
+
+    def predict(self, model: keras.Model, x):
+        """Return the model's outputs for `x` (an array or a dataset of inputs)."""
+        if self.runtime.strategy_name == "multiworker":
+            from tfguide import distributed
+
+            return distributed.predict(model, x)
+        return model.predict(x, verbose=0)
 
     def save_history(self, history: Mapping[str, Sequence[float]], tag: str = "") -> Path:
         """Write a custom loop's per-step or per-epoch history as CSV."""

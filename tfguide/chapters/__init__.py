@@ -89,6 +89,7 @@ CHAPTERS: tuple[Chapter, ...] = (
         batch_size=64,
         learning_rate=1e-3,
         quick_epochs=15,
+        multiworker=True,
     ),
     Chapter(
         name="cnn",
@@ -102,6 +103,7 @@ CHAPTERS: tuple[Chapter, ...] = (
         batch_size=128,
         learning_rate=3e-3,
         quick_epochs=15,
+        multiworker=True,
     ),
     Chapter(
         name="attention",

@@ -228,12 +228,11 @@ def run(cfg: Config) -> dict:
                           loss="sparse_categorical_crossentropy",  # integer labels 0..9
                           metrics=["accuracy"], jit_compile=ex.runtime.jit)
         timer = EpochTimer(len(fit_idx))
-        history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
-                            shuffle=False,  # train_ds reshuffles itself every epoch
-                            callbacks=ex.callbacks() + [timer], verbose=2 if cfg.quick else 1)
-        test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
+        history = ex.fit(model, train_ds, cfg.epochs, validation_data=val_ds,
+                         callbacks=[timer], verbose=2 if cfg.quick else 1)
+        test = ex.evaluate(model, test_ds)  # {"loss": ..., "accuracy": ...}
         # [end:train]
-        probs = model.predict(datasets.pipeline(x_test, batch_size=cfg.batch_size), verbose=0)
+        probs = ex.predict(model, datasets.pipeline(x_test, batch_size=cfg.batch_size))
         y_pred = np.argmax(probs, axis=1)
         ex.save_model(model)
 
@@ -242,7 +241,7 @@ def run(cfg: Config) -> dict:
         crop = tf.constant(x_test[:4, :10, :10, :])  # (4, ≤10, ≤10, c): the loops are slow
         conv_err, pool_err = check_against_tf(crop, kernel)
 
-        ex.log(test_accuracy=test_accuracy, test_loss=test_loss,
+        ex.log(test_accuracy=test["accuracy"], test_loss=test["loss"],
                val_accuracy=history.history["val_accuracy"][-1],
                train_accuracy=history.history["accuracy"][-1],
                train_samples_per_s=timer.samples_per_s(),
@@ -261,7 +260,7 @@ def run(cfg: Config) -> dict:
             x_test[0], dict(zip(("conv1", "conv2"), maps)),
             f"Feature maps of a test image (label {data.classes[y_test[0]]})"), "feature_maps")
         ex.save_figure(plotting.confusion_matrix(
-            y_test, y_pred, data.classes, f"Test set: {test_accuracy:.2%} correct"),
+            y_test, y_pred, data.classes, f"Test set: {test['accuracy']:.2%} correct"),
             "confusion_matrix")
         wrong = np.flatnonzero(y_pred != y_test)[:16]
         if len(wrong):

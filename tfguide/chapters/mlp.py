@@ -101,16 +101,15 @@ def run(cfg: Config) -> dict:
                                       cfg.learning_rate, ex.runtime.jit)
             batches = datasets.pipeline(x_train, labels, cfg.batch_size, shuffle=True,
                                         seed=cfg.seed)
-            history = model.fit(batches, validation_data=val, epochs=cfg.epochs, shuffle=False,
-                                callbacks=ex.callbacks(tag), verbose=2 if cfg.quick else 1)
+            history = ex.fit(model, batches, cfg.epochs, validation_data=val, tag=tag,
+                             verbose=2 if cfg.quick else 1)
             return model, history.history
 
         print(f"MLP {data.input_shape} -> {' -> '.join(map(str, HIDDEN))} -> "
               f"{data.num_classes} on {data.name}: {len(x_train)} training images")
         model, history = train(y_train)
-        test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0,
-                                                  batch_size=cfg.batch_size)
-        probs = model.predict(x_test, verbose=0, batch_size=cfg.batch_size)  # (n, classes)
+        test = ex.evaluate(model, (x_test, y_test))  # {"loss": ..., "accuracy": ...}
+        probs = ex.predict(model, x_test)  # (n, classes)
         y_pred = probs.argmax(axis=1)
         ours = mlp_forward(dense_weights(model), x_test)  # the same network, by hand
         ex.save_model(model)
@@ -120,12 +119,11 @@ def run(cfg: Config) -> dict:
         print("Control: the same model trained on shuffled labels")
         shuffled = np.random.default_rng(cfg.seed + 1).permutation(y_train)
         control, control_history = train(shuffled, tag="shuffled")
-        control_accuracy = control.evaluate(x_test, y_test, verbose=0,
-                                            batch_size=cfg.batch_size)[1]
+        control_accuracy = ex.evaluate(control, (x_test, y_test))["accuracy"]
 
         ex.log(
-            test_accuracy=test_accuracy,
-            test_loss=test_loss,
+            test_accuracy=test["accuracy"],
+            test_loss=test["loss"],
             val_accuracy=history["val_accuracy"][-1],
             train_accuracy=history["accuracy"][-1],
             shuffled_label_accuracy=control_accuracy,
@@ -148,7 +146,7 @@ def run(cfg: Config) -> dict:
             title="Real labels vs the shuffled-label control"), "control")
         ex.save_figure(plotting.confusion_matrix(
             y_test, y_pred, data.classes,
-            title=f"Test set, {test_accuracy:.1%} correct"), "confusion_matrix")
+            title=f"Test set, {test['accuracy']:.1%} correct"), "confusion_matrix")
         wrong = np.flatnonzero(y_pred != y_test)[:24]
         if len(wrong):
             ex.save_figure(plotting.image_grid(
