@@ -187,6 +187,34 @@ def _chapter_workload(name: str, quick: bool, seed: int, jit: bool) -> Workload 
 
         return Workload(name, build, x, None, chapter.batch_size,
                         f"build_model((28, 28, 1)) on {len(x)} random MNIST-shaped images")
+    if name == "rnn":
+        import keras
+
+        chapter = chapters.get(name)
+        x, y = module.make_memory_task(2048 if quick else 8192, seed)
+
+        def build():
+            model = module.build_classifier("lstm", x.shape[1:], module.N_CLASSES)
+            model.compile(optimizer=keras.optimizers.Adam(chapter.learning_rate),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                          jit_compile=jit)
+            return model
+
+        return Workload(name, build, x, y, chapter.batch_size,
+                        f"LSTM classifier on {len(x)} memory-task sequences of {x.shape[1]} steps")
+    if name == "backprop":
+        import keras
+
+        x, y = module.make_spirals(16384 if quick else 65536, seed)
+
+        def build():  # the chapter's two-layer net as Keras layers, in float32 here
+            model = module.build_model(2, 64, 2, dtype="float32")
+            model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9), jit_compile=jit,
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            return model
+
+        return Workload(name, build, x.astype("float32"), y, 256,
+                        f"2-64-2 network on {len(x)} spiral points")
     if name == "gradient_descent":
         import keras
         import numpy as np
