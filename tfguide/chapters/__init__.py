@@ -106,6 +106,19 @@ CHAPTERS: tuple[Chapter, ...] = (
         multiworker=True,
     ),
     Chapter(
+        name="rnn",
+        title="Recurrent networks",
+        summary="A simple RNN and an LSTM cell from scratch, checked against keras.layers; "
+        "why gates let an LSTM remember across 120 steps; a sunspot forecast",
+        ports="000 §2.3/§3.4/§4.4, 001 §3.4, 002 §3.4",
+        data=("sunspots",),  # the forecast's series; the synthetic memory task always runs
+        quick_data="sunspots",
+        epochs=10,  # memory-task epochs; the forecaster trains 4 * epochs
+        batch_size=32,
+        learning_rate=5e-3,
+        quick_epochs=3,
+    ),
+    Chapter(
         name="attention",
         title="Self-attention",
         summary="Scaled dot-product and multi-head attention from scratch, checked against "

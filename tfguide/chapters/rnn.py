@@ -182,6 +182,7 @@ def _train_memory(ex: Experiment, kind: str, data, epochs: int):
     print(f"Memory task, {kind}: {len(x)} sequences of {x.shape[1]} steps, {epochs} epochs")
     history = model.fit(datasets.pipeline(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed),
                         epochs=epochs, validation_data=datasets.pipeline(x_test, y_test, 256),
+                        shuffle=False,  # the pipeline shuffles, seeded
                         callbacks=ex.callbacks(kind), verbose=2 if cfg.quick else 1)
     accuracy = history.history["val_accuracy"][-1]  # on the test sequences, after training
     return accuracy, before, input_gradient_norms(model, *probe), history.history
@@ -224,8 +225,8 @@ def run(cfg: Config) -> dict:
             model = build_model((WINDOW, 1))
             model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse",
                           jit_compile=ex.runtime.jit)
-        print(f"Sunspots: {WINDOW}-year windows, {2 * cfg.epochs} epochs")
-        history = model.fit(train, epochs=2 * cfg.epochs, validation_data=test,
+        print(f"Sunspots: {WINDOW}-year windows, {4 * cfg.epochs} epochs")
+        history = model.fit(train, epochs=4 * cfg.epochs, validation_data=test, shuffle=False,
                             callbacks=ex.callbacks(), verbose=2 if cfg.quick else 1)
         (x_test, y_test), = test.as_numpy_iterator()  # (n, window, 1), (n,)
         forecast = model.predict(x_test, verbose=0)[:, 0] * sigma + mu  # back to sunspot units
