@@ -109,8 +109,13 @@ def _make_strategy(name: str, device: str) -> tuple[str, tf.distribute.Strategy]
         json.loads(os.environ["TF_CONFIG"])
         return name, tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return name, tf.distribute.MirroredStrategy(devices=devices)
+        if gpus:  # all-reduce across GPUs (NCCL where available)
+            return name, tf.distribute.MirroredStrategy(devices=[d.name for d in gpus])
+        # CPU devices: reduce through one device; TensorFlow's default collective ops key
+        # their groups per process and clash when a process builds a second strategy.
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return name, tf.distribute.MirroredStrategy(
+            devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
     visible_gpus = tf.config.list_logical_devices("GPU")
     if device == "cpu" and visible_gpus:  # GPUs could not be hidden: pin to the CPU
         return name, tf.distribute.OneDeviceStrategy("/cpu:0")
