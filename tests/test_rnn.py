@@ -36,7 +36,7 @@ def test_quick_run_writes_its_files(quick_run):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["chapter"] == "rnn" and results["status"] == "ok"
     assert results["metrics"] == pytest.approx(metrics)
-    assert results["data"]["name"] == "sunspots" and results["data"]["source"] == "shipped"
+    assert results["data"]["name"] == "sunspots" and results["data"]["source"] == "offline-standin"
     assert results["data"]["test"] == 2008 - rnn.SPLIT_YEAR + 1
     assert results["extra"]["memory_task"]["source"] == "synthetic"
     figures = {p.stem for p in (run_dir / "figures").glob("*.png")}

@@ -217,7 +217,7 @@ def run(cfg: Config) -> dict:
         scaled = (values - mu) / sigma
         train = make_windows(scaled[:split], WINDOW, cfg.batch_size, shuffle=True, seed=cfg.seed)
         test = make_windows(scaled[split - WINDOW:], WINDOW, batch_size=len(values))
-        ex.record_data("sunspots", "shipped", split - WINDOW, len(values) - split,
+        ex.record_data("sunspots", "offline-standin", split - WINDOW, len(values) - split,
                        provenance=provenance, window=WINDOW,
                        train_years=f"{years[WINDOW]}-{years[split - 1]} (targets)",
                        test_years=f"{years[split]}-{years[-1]}")
