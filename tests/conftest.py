@@ -53,6 +53,15 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _local_only)
 
 
+def run_quick(module, tmp_path_factory, *flags: str):
+    """Run a chapter module's `run()` on its --quick config; return (metrics, run folder)."""
+    name = module.__name__.rsplit(".", 1)[-1]
+    out = tmp_path_factory.mktemp(name)
+    metrics = module.run(cli.parse(name, ["--quick", "--out", str(out), *flags]))
+    (results,) = out.rglob("results.json")
+    return metrics, results.parent
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
     """Build a chapter's Config through the real command-line parser."""

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfguide.chapters import attention as att
+from tests.conftest import run_quick
 
 # Keras's MultiHeadAttention turns the scale 1/√d_k into a float32 constant even in a
 # float64 layer (ops.cast of a Python float), so float64 agreement stops near 1e-8.
@@ -28,12 +29,7 @@ def _tokens(batch, t, seed=0):
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    from tfguide import cli
-
-    out = tmp_path_factory.mktemp("attention")
-    metrics = att.run(cli.parse("attention", ["--quick", "--out", str(out)]))
-    (results,) = out.rglob("results.json")
-    return metrics, results.parent
+    return run_quick(att, tmp_path_factory)
 
 
 def test_quick_run_learns_the_reversal_that_the_baseline_cannot(quick_run):

@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfguide import cli, datasets
+from tfguide import datasets
 from tfguide.chapters import backprop as bp
+from tests.conftest import run_quick
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("backprop")
-    metrics = bp.run(cli.parse("backprop", ["--quick", "--out", str(out)]))
-    (results,) = out.rglob("results.json")
-    return metrics, results.parent
+    return run_quick(bp, tmp_path_factory)
 
 
 def test_quick_run_meets_the_thresholds(quick_run):

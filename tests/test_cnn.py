@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfguide import cli, datasets
 from tfguide.chapters import cnn
+from tests.conftest import run_quick
 from tests.conftest import LOGICAL_CPUS, USER_DATA_DIR
 
 # (batch, h, w, c_in, kh, kw, c_out, stride): odd and even sizes, non-square kernels,
@@ -105,10 +106,7 @@ def test_mixed_precision_keeps_float32_outputs():
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cnn")
-    metrics = cnn.run(cli.parse("cnn", ["--quick", "--out", str(out)]))
-    (results,) = out.rglob("results.json")
-    return metrics, results.parent
+    return run_quick(cnn, tmp_path_factory)
 
 
 def test_quick_run_reaches_the_thresholds(quick_run):

@@ -7,16 +7,12 @@ import pytest
 import tensorflow as tf
 
 from tfguide.chapters import gradient_descent as gdc
+from tests.conftest import run_quick
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    from tfguide import cli
-
-    out = tmp_path_factory.mktemp("gd")
-    metrics = gdc.run(cli.parse("gradient_descent", ["--quick", "--out", str(out)]))
-    (results,) = out.rglob("results.json")
-    return metrics, results.parent
+    return run_quick(gdc, tmp_path_factory)
 
 
 def test_quick_run_reaches_the_closed_form(quick_run):

@@ -9,14 +9,12 @@ import pytest
 from tests.conftest import USER_DATA_DIR
 from tfguide import cli, datasets
 from tfguide.chapters import mlp
+from tests.conftest import run_quick
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mlp")
-    metrics = mlp.run(cli.parse("mlp", ["--quick", "--out", str(out)]))
-    (results,) = out.rglob("results.json")
-    return metrics, results.parent
+    return run_quick(mlp, tmp_path_factory)
 
 
 def test_quick_run_learns_the_digits_and_the_control_does_not(quick_run):

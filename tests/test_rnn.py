@@ -7,16 +7,12 @@ import pytest
 import tensorflow as tf
 
 from tfguide.chapters import rnn
+from tests.conftest import run_quick
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    from tfguide import cli
-
-    out = tmp_path_factory.mktemp("rnn")
-    metrics = rnn.run(cli.parse("rnn", ["--quick", "--out", str(out)]))
-    (results,) = out.rglob("results.json")
-    return metrics, results.parent
+    return run_quick(rnn, tmp_path_factory)
 
 
 def test_quick_run_reaches_its_thresholds(quick_run):

@@ -8,14 +8,12 @@ import tensorflow as tf
 
 from tfguide import cli
 from tfguide.chapters import vae as V
+from tests.conftest import run_quick
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vae")
-    metrics = V.run(cli.parse("vae", ["--quick", "--out", str(out)]))
-    (results,) = out.rglob("results.json")
-    return metrics, results.parent
+    return run_quick(V, tmp_path_factory)
 
 
 def test_quick_run_beats_the_mean_image(quick_run):

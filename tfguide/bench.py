@@ -172,6 +172,8 @@ def _classifier(chapter_name: str, shape, quick: bool, seed: int, jit: bool) -> 
 
 def _chapter_workload(name: str, quick: bool, seed: int, jit: bool) -> Workload | None:
     """Return the main-model workload of a chapter, or None if it has none to time."""
+    import keras
+
     module = importlib.import_module(f"tfguide.chapters.{name}")
     if hasattr(module, "bench_workload"):  # a chapter may describe its own main model
         spec = module.bench_workload(quick=quick, seed=seed, jit=jit)
@@ -179,8 +181,6 @@ def _chapter_workload(name: str, quick: bool, seed: int, jit: bool) -> Workload 
     if name in ("mlp", "cnn"):
         return _classifier(name, (28, 28, 1), quick, seed, jit)
     if name == "vae":
-        import keras
-
         chapter = chapters.get(name)
         x, _ = _synthetic_images((28, 28, 1), 4096 if quick else 16384, 10, seed)
 
@@ -193,8 +193,6 @@ def _chapter_workload(name: str, quick: bool, seed: int, jit: bool) -> Workload 
         return Workload(name, build, x, None, chapter.batch_size,
                         f"build_model((28, 28, 1)) on {len(x)} random MNIST-shaped images")
     if name == "rnn":
-        import keras
-
         chapter = chapters.get(name)
         x, y = module.make_memory_task(2048 if quick else 8192, seed)
 
@@ -208,8 +206,6 @@ def _chapter_workload(name: str, quick: bool, seed: int, jit: bool) -> Workload 
         return Workload(name, build, x, y, chapter.batch_size,
                         f"LSTM classifier on {len(x)} memory-task sequences of {x.shape[1]} steps")
     if name == "backprop":
-        import keras
-
         x, y = module.make_spirals(16384 if quick else 65536, seed)
 
         def build():  # the chapter's two-layer net as Keras layers, in float32 here
@@ -221,7 +217,6 @@ def _chapter_workload(name: str, quick: bool, seed: int, jit: bool) -> Workload 
         return Workload(name, build, x.astype("float32"), y, 256,
                         f"2-64-2 network on {len(x)} spiral points")
     if name == "gradient_descent":
-        import keras
         import numpy as np
 
         rng = np.random.default_rng(seed)
@@ -363,7 +358,7 @@ def time_to_accuracy(rt, target: float, max_epochs: int, seed: int, progress) ->
 def table(report: dict) -> str:
     """Return the printed table."""
     peak = report["peak_gflops"]["float32"]
-    lines = [f"\nmatmul peak: " + ", ".join(f"{k} {v:,.0f} GFLOP/s"
+    lines = ["\nmatmul peak: " + ", ".join(f"{k} {v:,.0f} GFLOP/s"
                                             for k, v in report["peak_gflops"].items()),
              "", f"{'chapter':<17}{'reference':>12}{'tfguide':>12}{'ratio':>8}"
              f"{'GFLOP/sample':>14}{'MFU':>8}", "-" * 71]
