@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tfguide import chapters, cli, resources
+from tfguide.config import format_metric
 
 EXTRA_HINT = ('the book needs the "book" extra: pip install -e ".[book]" (in a checkout) '
               'or pip install "tfguide[book]"')
@@ -100,14 +101,6 @@ def latest_run(runs: Path, name: str) -> Run | None:
             continue
         found.append((_created(results, path.parent), Run(path.parent, results)))
     return max(found, key=lambda item: item[0])[1] if found else None
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-            return f"{value:.3e}"
-        return f"{value:.4f}"
-    return str(value)
 
 
 def run_command(chapter: chapters.Chapter, config: dict) -> str:
@@ -239,7 +232,7 @@ def your_run(chapter: chapters.Chapter, run: Run | None, figures: list[str]) -> 
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                    for k, v in facts)
     metrics = "".join(f"<tr><td><code>{html.escape(k)}</code></td>"
-                      f"<td class=\"num\">{html.escape(_fmt(v))}</td></tr>"
+                      f"<td class=\"num\">{html.escape(format_metric(v))}</td></tr>"
                       for k, v in (r.get("metrics") or {}).items())
     figs = "".join(
         f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(Path(src).stem)}">'

@@ -88,3 +88,15 @@ def describe(check) -> str:
         non_negative_int: "an integer >= 0",
         positive_float: "a finite number > 0",
     }.get(check, "a valid value")
+
+
+def format_metric(value: Any) -> str:
+    """Format a metric for a table: whole numbers as such, tiny or huge ones in e-notation."""
+    if isinstance(value, float):
+        size = abs(value)
+        if value.is_integer() and 10 <= size < 1e9:  # counts: parameters, errors
+            return f"{int(value):,}"
+        if size >= 1e6 or size < 1e-3:
+            return f"{value:.3e}"
+        return f"{value:,.1f}" if size >= 100 else f"{value:.4f}"
+    return str(value)

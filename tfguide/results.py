@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import keras
 
 from tfguide import datasets, runtime
-from tfguide.config import Config
+from tfguide.config import Config, format_metric
 
 
 def new_run_dir(out: Path, chapter: str) -> Path:
@@ -216,21 +216,13 @@ def load_results(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "results.json").read_text())
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-            return f"{value:.3e}"
-        return f"{value:.4f}"
-    return str(value)
-
-
 def summary(run_dir: Path) -> str:
     """Return the short table printed at the end of a run."""
     r = load_results(run_dir)
     rt, data = r["runtime"], r.get("data") or {}
     width = max([len(k) for k in r["metrics"]] + [8])
     lines = [f"\n{r['chapter']}: {r['status']} in {r['wall_s']:.1f} s", "-" * (width + 16)]
-    lines += [f"  {name:<{width}}  {_fmt(value)}" for name, value in r["metrics"].items()]
+    lines += [f"  {name:<{width}}  {format_metric(value)}" for name, value in r["metrics"].items()]
     lines.append("-" * (width + 16))
     lines.append(f"  runtime  {rt['device']}, {rt['precision']}, jit {'on' if rt['jit'] else 'off'}, "
                  f"strategy {rt['strategy']} ({rt['replicas']} replica"
