@@ -1,4 +1,4 @@
-"""`python -m tfguide` (or `tfguide`): list | run NAME [flags] | text NAME | notebook | book.
+"""`python -m tfguide` (or `tfguide`): list, run, text, notebook, book, bench.
 
 Listing and argument checks import no TensorFlow, so they answer at once.
 """
@@ -10,7 +10,7 @@ from typing import Sequence
 
 from tfguide import chapters, cli
 
-USAGE = """usage: python -m tfguide [list | run NAME [flags] | text NAME]
+USAGE = """usage: python -m tfguide [COMMAND]
 
   list          the chapters, in reading order (the default)
   run NAME      run a chapter; flags as for `python -m tfguide.chapters.NAME --help`
