@@ -341,7 +341,8 @@ def load(name: str, data_dir: Path | None = None, offline: bool = False) -> Data
         except DataError:
             raise
         except Exception as err:  # no network, DNS failure, timeout, HTTP error
-            reason = f"the download failed ({type(err).__name__})"
+            detail = str(err).split(" -- ")[-1].strip()[:80] or type(err).__name__
+            reason = f"the download failed: {detail}"
     notice = (f"{name} is not available ({reason}); using the offline stand-in '{STANDIN}' "
               f"(1,797 real 8x8 digits). To use {name}, download it (e.g. {src.url}) into a "
               f"folder and pass --data-dir, or run once with network access.")
