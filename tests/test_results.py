@@ -33,7 +33,7 @@ def test_non_finite_metrics_are_valid_json(make_cfg):
     assert "diverged" in text and "inf" in text and str(ex.dir) in text
 
 
-def test_tensorboard_logs_scalars_and_histograms(make_cfg):
+def test_tensorboard_logs_scalars_histograms_and_the_graph(make_cfg):
     from tensorboard.backend.event_processing import event_accumulator
 
     gradient_descent.run(make_cfg("gradient_descent", "--quick", "--tensorboard",
@@ -44,3 +44,7 @@ def test_tensorboard_logs_scalars_and_histograms(make_cfg):
     tags = events.Tags()["tensors"]
     assert "epoch_loss" in tags
     assert any("histogram" in t for t in tags), tags
+    (graph_dir,) = [p for p in make_cfg("gradient_descent").out.rglob("graph") if p.is_dir()]
+    graph = event_accumulator.EventAccumulator(str(graph_dir))
+    graph.Reload()
+    assert graph.Tags()["graph"] and "MatMul" in str(graph.Graph())

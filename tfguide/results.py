@@ -112,8 +112,9 @@ class Experiment:
         cbs: list[keras.callbacks.Callback] = [
             keras.callbacks.CSVLogger(str(self.dir / f"history{suffix}.csv"))]
         if self.cfg.tensorboard:
-            cbs.append(keras.callbacks.TensorBoard(
-                log_dir=str(self.dir / "tensorboard" / (tag or "main")), histogram_freq=1))
+            log_dir = self.dir / "tensorboard" / (tag or "main")
+            cbs += [keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=1),
+                    GraphSummary(log_dir / "graph")]
         return cbs
 
     def fit(self, model: keras.Model, train, epochs: int, validation_data=None,
@@ -209,6 +210,32 @@ class Experiment:
         path = self.dir / "results.json"
         path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
         return path
+
+
+class GraphSummary(keras.callbacks.Callback):
+    """Write the model's forward graph for TensorBoard's Graphs tab.
+
+    Keras 3's own TensorBoard callback does not write graphs yet; this traces
+    the model once (a functional or Sequential model, whose inputs are known)
+    and writes the resulting TensorFlow graph when training starts.
+    """
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        inputs = getattr(self.model, "inputs", None)
+        if not inputs:  # a subclassed model: nothing to trace from
+            return
+        specs = [tf.TensorSpec(x.shape, x.dtype) for x in inputs]
+        forward = tf.function(lambda *xs: self.model(list(xs) if len(xs) > 1 else xs[0],
+                                                     training=False))
+        graph = forward.get_concrete_function(*specs).graph
+        with tf.summary.create_file_writer(str(self.log_dir)).as_default():
+            tf.summary.graph(graph)
 
 
 def load_results(run_dir: Path) -> dict:
