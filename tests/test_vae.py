@@ -153,3 +153,22 @@ def test_sampling_layer_uses_reparameterize_with_fresh_noise():
     a, b = np.asarray(layer([mu, log_var])), np.asarray(layer([mu, log_var]))
     assert not np.allclose(a, b), "a new ε on every call"
     assert abs(a.mean()) < 0.1 and abs(a.std() - 1) < 0.1
+
+
+@pytest.mark.slow
+def test_full_run_on_mnist_is_in_the_range_of_the_keras_io_recipe(tmp_path):
+    """The default full run on real MNIST (2-D code, 30 epochs): keras.io's VAE example
+    reports a total loss of about 150 nats per image; allow some margin above it."""
+    from pathlib import Path
+
+    from tfguide import datasets
+    from tests.conftest import USER_DATA_DIR
+
+    if not USER_DATA_DIR:
+        pytest.skip("set TFGUIDE_DATA_DIR to a folder with mnist.npz or the MNIST IDX files")
+    if datasets.load("mnist", Path(USER_DATA_DIR), offline=True).source != "data-dir":
+        pytest.skip(f"no MNIST files in TFGUIDE_DATA_DIR={USER_DATA_DIR}")
+    metrics = V.run(cli.parse("vae", ["--data", "mnist", "--data-dir", USER_DATA_DIR,
+                                      "--out", str(tmp_path)]))
+    print(f"MNIST VAE: test_loss {metrics['test_loss']:.1f} nats per image")
+    assert metrics["test_loss"] <= 165 and metrics["recon_ratio"] <= 0.85
