@@ -293,8 +293,7 @@ def run(cfg: Config) -> dict:
                               metrics=["accuracy"], jit_compile=ex.runtime.jit)
             print(f"Training the {tag} ({model.count_params():,} weights)")
             history = model.fit(train, epochs=cfg.epochs, validation_data=val,
-                                callbacks=ex.callbacks("" if heads else tag),
-                                verbose=2 if cfg.quick else 1)
+                                callbacks=ex.callbacks("" if heads else tag))
             histories[tag] = history.history
             accuracy[tag] = model.evaluate(x_test, y_test, batch_size=256, verbose=0)[1]
             if heads:

@@ -318,8 +318,7 @@ def run(cfg: Config) -> dict:
         params, velocity = params0, {k: tf.zeros_like(v) for k, v in params0.items()}
         Xt, Yt, losses = tf.constant(X_train), tf.constant(Y_train), np.zeros(0)
         print(f"Hand-written backprop: {steps} steps of gradient descent with momentum")
-        bar = keras.utils.Progbar(steps, verbose=1 if cfg.verbose or not cfg.quick else 2,
-                                  stateful_metrics=["loss"])  # show the latest, not a mean
+        bar = keras.utils.Progbar(steps, stateful_metrics=["loss"])  # show the latest, not a mean
         while len(losses) < steps:  # in chunks of 100 steps, to show progress
             params, velocity, chunk = train(params, velocity, Xt, Yt, tf.constant(len(losses)),
                                             tf.constant(min(100, steps - len(losses))))
@@ -339,7 +338,7 @@ def run(cfg: Config) -> dict:
                           jit_compile=ex.runtime.jit)
         print(f"Keras fit: the same {steps} steps, in {epochs} epochs")
         model.fit(batches, epochs=epochs, steps_per_epoch=steps // epochs, shuffle=False,
-                  callbacks=ex.callbacks(), verbose=2 if cfg.quick else 1)
+                  callbacks=ex.callbacks())
         keras_params = dict(zip(["W1", "b1", "W2", "b2"], model.get_weights()))
         linear.fit(batches, epochs=1, steps_per_epoch=min(steps, 200), shuffle=False, verbose=0)
         ex.save_model(model)

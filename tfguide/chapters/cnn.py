@@ -229,7 +229,7 @@ def run(cfg: Config) -> dict:
                           metrics=["accuracy"], jit_compile=ex.runtime.jit)
         timer = EpochTimer(len(fit_idx))
         history = ex.fit(model, train_ds, cfg.epochs, validation_data=val_ds,
-                         callbacks=[timer], verbose=2 if cfg.quick else 1)
+                         callbacks=[timer])
         test = ex.evaluate(model, test_ds)  # {"loss": ..., "accuracy": ...}
         # [end:train]
         probs = ex.predict(model, datasets.pipeline(x_test, batch_size=cfg.batch_size))

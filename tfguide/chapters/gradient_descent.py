@@ -183,7 +183,7 @@ def run(cfg: Config) -> dict:
 
         # From scratch: the three update rules, full batch, and mini-batch SGD.
         print(f"Batch gradient descent, {steps} steps, learning rate {lr:g}")
-        bar = keras.utils.Progbar(steps, verbose=1 if cfg.verbose or not cfg.quick else 2)
+        bar = keras.utils.Progbar(steps)
         gd_path, gd_loss = minimize(gd(lr), theta0, X, y, steps, progress=bar)
         mom_path, mom_loss = minimize(momentum(lr / 2), theta0, X, y, steps)
         adam_path, adam_loss = minimize(adam(lr), theta0, X, y, steps)
@@ -214,8 +214,7 @@ def run(cfg: Config) -> dict:
         full_batches = datasets.pipeline(x_col, y.numpy(), batch_size=n_train).repeat()
         print(f"Keras fit: {steps} full-batch steps, in 10 epochs of {steps // 10}")
         history = model.fit(full_batches, epochs=10, steps_per_epoch=max(1, steps // 10),
-                            shuffle=False, callbacks=ex.callbacks(),
-                            verbose=2 if cfg.quick else 1)
+                            shuffle=False, callbacks=ex.callbacks())
         keras_test_mse = model.evaluate(x_test_col, y_test.numpy(), verbose=0)
         kernel, bias = model.get_layer("line").get_weights()
         keras_theta = np.array([kernel[0, 0], bias[0]])

@@ -101,8 +101,7 @@ def run(cfg: Config) -> dict:
                                       cfg.learning_rate, ex.runtime.jit)
             batches = datasets.pipeline(x_train, labels, cfg.batch_size, shuffle=True,
                                         seed=cfg.seed)
-            history = ex.fit(model, batches, cfg.epochs, validation_data=val, tag=tag,
-                             verbose=2 if cfg.quick else 1)
+            history = ex.fit(model, batches, cfg.epochs, validation_data=val, tag=tag)
             return model, history.history
 
         print(f"MLP {data.input_shape} -> {' -> '.join(map(str, HIDDEN))} -> "

@@ -183,7 +183,7 @@ def _train_memory(ex: Experiment, kind: str, data, epochs: int):
     history = model.fit(datasets.pipeline(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed),
                         epochs=epochs, validation_data=datasets.pipeline(x_test, y_test, 256),
                         shuffle=False,  # the pipeline shuffles, seeded
-                        callbacks=ex.callbacks(kind), verbose=2 if cfg.quick else 1)
+                        callbacks=ex.callbacks(kind))
     accuracy = history.history["val_accuracy"][-1]  # on the test sequences, after training
     return accuracy, before, input_gradient_norms(model, *probe), history.history
 
@@ -227,7 +227,7 @@ def run(cfg: Config) -> dict:
                           jit_compile=ex.runtime.jit)
         print(f"Sunspots: {WINDOW}-year windows, {4 * cfg.epochs} epochs")
         history = model.fit(train, epochs=4 * cfg.epochs, validation_data=test, shuffle=False,
-                            callbacks=ex.callbacks(), verbose=2 if cfg.quick else 1)
+                            callbacks=ex.callbacks())
         (x_test, y_test), = test.as_numpy_iterator()  # (n, window, 1), (n,)
         forecast = model.predict(x_test, verbose=0)[:, 0] * sigma + mu  # back to sunspot units
         truth, naive = y_test * sigma + mu, x_test[:, -1, 0] * sigma + mu  # naive: last year

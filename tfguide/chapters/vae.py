@@ -229,14 +229,12 @@ def run(cfg: Config) -> dict:
             ae = build_autoencoder(shape, latent_dim)
             ae.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                        loss=reconstruction_loss, jit_compile=ex.runtime.jit)
-        verbose = 2 if cfg.quick else 1
         print(f"VAE, latent size {latent_dim}: {cfg.epochs} epochs")
         history = vae.fit(datasets.pipeline(x_train, **batches), epochs=cfg.epochs,
-                          validation_data=test, shuffle=False, callbacks=ex.callbacks(),
-                          verbose=verbose)
+                          validation_data=test, shuffle=False, callbacks=ex.callbacks())
         print("Plain autoencoder: the same networks without sampling or KL term")
         ae.fit(datasets.pipeline(x_train, x_train, **batches), epochs=cfg.epochs, shuffle=False,
-               callbacks=ex.callbacks("autoencoder"), verbose=verbose)
+               callbacks=ex.callbacks("autoencoder"))
         ex.save_model(vae)
 
         # Test losses against the baseline of always predicting the mean training image.
