@@ -150,24 +150,14 @@ def _synthetic_images(shape, n, classes, seed):
             rng.integers(0, classes, size=n).astype("int32"))
 
 
-def _classifier(chapter_name: str, shape, quick: bool, seed: int, jit: bool) -> Workload:
-    """mlp and cnn: the chapter's build_model on MNIST-shaped inputs."""
-    import keras
-
-    module = importlib.import_module(f"tfguide.chapters.{chapter_name}")
-    chapter = chapters.get(chapter_name)
-    n = 4096 if quick else 16384
-    x, y = _synthetic_images(shape, n, 10, seed)
-
+def _compiled(make: Callable, optimizer: Callable, jit: bool, **compile_args) -> Callable:
+    """Return a builder: `make()` the model and compile it with a fresh optimizer."""
     def build():
-        model = module.build_model(shape, 10)
-        model.compile(optimizer=keras.optimizers.Adam(chapter.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                      jit_compile=jit)
+        model = make()
+        model.compile(optimizer=optimizer(), jit_compile=jit, **compile_args)
         return model
 
-    return Workload(chapter_name, build, x, y, chapter.batch_size,
-                    f"build_model{shape} on {n} random MNIST-shaped images")
+    return build
 
 
 def _chapter_workload(name: str, quick: bool, seed: int, jit: bool) -> Workload | None:
@@ -176,59 +166,42 @@ def _chapter_workload(name: str, quick: bool, seed: int, jit: bool) -> Workload 
 
     module = importlib.import_module(f"tfguide.chapters.{name}")
     if hasattr(module, "bench_workload"):  # a chapter may describe its own main model
-        spec = module.bench_workload(quick=quick, seed=seed, jit=jit)
-        return Workload(name, **spec)
-    if name in ("mlp", "cnn"):
-        return _classifier(name, (28, 28, 1), quick, seed, jit)
-    if name == "vae":
-        chapter = chapters.get(name)
-        x, _ = _synthetic_images((28, 28, 1), 4096 if quick else 16384, 10, seed)
-
-        def build():
-            model = module.build_model((28, 28, 1), latent_dim=2, seed=seed)
-            model.compile(optimizer=keras.optimizers.Adam(chapter.learning_rate),
-                          jit_compile=jit)
-            return model
-
-        return Workload(name, build, x, None, chapter.batch_size,
-                        f"build_model((28, 28, 1)) on {len(x)} random MNIST-shaped images")
+        return Workload(name, **module.bench_workload(quick=quick, seed=seed, jit=jit))
+    chapter = chapters.get(name)
+    adam = lambda: keras.optimizers.Adam(chapter.learning_rate)  # noqa: E731
+    classify = dict(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if name in ("mlp", "cnn", "vae"):  # image models, on MNIST-shaped inputs
+        shape = (28, 28, 1)
+        x, y = _synthetic_images(shape, 4096 if quick else 16384, 10, seed)
+        note = f"build_model({shape}) on {len(x)} random MNIST-shaped images"
+        if name == "vae":  # trains on the images alone, with its own train_step
+            make = lambda: module.build_model(shape, latent_dim=2, seed=seed)  # noqa: E731
+            return Workload(name, _compiled(make, adam, jit), x, None, chapter.batch_size, note)
+        make = lambda: module.build_model(shape, 10)  # noqa: E731
+        return Workload(name, _compiled(make, adam, jit, **classify), x, y, chapter.batch_size,
+                        note)
     if name == "rnn":
-        chapter = chapters.get(name)
         x, y = module.make_memory_task(2048 if quick else 8192, seed)
-
-        def build():
-            model = module.build_classifier("lstm", x.shape[1:], module.N_CLASSES)
-            model.compile(optimizer=keras.optimizers.Adam(chapter.learning_rate),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                          jit_compile=jit)
-            return model
-
-        return Workload(name, build, x, y, chapter.batch_size,
+        make = lambda: module.build_classifier(  # noqa: E731
+            "lstm", x.shape[1:], module.N_CLASSES)
+        return Workload(name, _compiled(make, adam, jit, **classify), x, y, chapter.batch_size,
                         f"LSTM classifier on {len(x)} memory-task sequences of {x.shape[1]} steps")
-    if name == "backprop":
+    if name == "backprop":  # the chapter's two-layer net as Keras layers, in float32 here
         x, y = module.make_spirals(16384 if quick else 65536, seed)
-
-        def build():  # the chapter's two-layer net as Keras layers, in float32 here
-            model = module.build_model(2, 64, 2, dtype="float32")
-            model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9), jit_compile=jit,
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            return model
-
-        return Workload(name, build, x.astype("float32"), y, 256,
-                        f"2-64-2 network on {len(x)} spiral points")
+        make = lambda: module.build_model(2, 64, 2, dtype="float32")  # noqa: E731
+        sgd = lambda: keras.optimizers.SGD(0.5, momentum=0.9)  # noqa: E731
+        logits = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        return Workload(name, _compiled(make, sgd, jit, loss=logits), x.astype("float32"), y,
+                        256, f"2-64-2 network on {len(x)} spiral points")
     if name == "gradient_descent":
         import numpy as np
 
         rng = np.random.default_rng(seed)
         x = rng.normal(2.0, 1.0, size=(16384 if quick else 65536, 1)).astype("float32")
         y = (2 * x - 1 + rng.normal(0, 0.5, size=x.shape)).astype("float32")
-
-        def build():
-            model = module.build_model()
-            model.compile(keras.optimizers.SGD(0.01), "mse", jit_compile=jit)
-            return model
-
-        return Workload(name, build, x, y, 256, f"Dense(1) on {len(x)} points")
+        sgd = lambda: keras.optimizers.SGD(0.01)  # noqa: E731
+        return Workload(name, _compiled(module.build_model, sgd, jit, loss="mse"), x, y, 256,
+                        f"Dense(1) on {len(x)} points")
     return None
 
 
@@ -416,7 +389,8 @@ def run(args: argparse.Namespace) -> dict:
             report["chapters"][name] = {"error": work or "no main model to time"}
             continue
         r = throughput(work, rt, args.repeat, progress)
-        r["mfu"] = 3 * r["forward_flops_per_sample"] * r["tfguide_samples_s"] / (peak["float32"] * 1e9)
+        training_flops = 3 * r["forward_flops_per_sample"] * r["tfguide_samples_s"]
+        r["mfu"] = training_flops / (peak["float32"] * 1e9)
         r["batch_size"], r["workload"] = work.batch_size, work.note
         report["chapters"][name] = r
     if has_cnn:

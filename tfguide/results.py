@@ -251,7 +251,8 @@ def summary(run_dir: Path) -> str:
     lines = [f"\n{r['chapter']}: {r['status']} in {r['wall_s']:.1f} s", "-" * (width + 16)]
     lines += [f"  {name:<{width}}  {format_metric(value)}" for name, value in r["metrics"].items()]
     lines.append("-" * (width + 16))
-    lines.append(f"  runtime  {rt['device']}, {rt['precision']}, jit {'on' if rt['jit'] else 'off'}, "
+    jit = "on" if rt["jit"] else "off"
+    lines.append(f"  runtime  {rt['device']}, {rt['precision']}, jit {jit}, "
                  f"strategy {rt['strategy']} ({rt['replicas']} replica"
                  f"{'s' if rt['replicas'] != 1 else ''})")
     if data:
