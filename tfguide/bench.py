@@ -206,24 +206,6 @@ def _chapter_workload(name: str, quick: bool, seed: int, jit: bool) -> Workload 
 
 
 # --- Measurements ------------------------------------------------------------------------
-class _EpochTimer:
-    """A Keras callback factory that records the wall time of every epoch."""
-
-    def __init__(self):
-        import keras
-
-        times = self.times = []
-
-        class Timer(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.t0 = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                times.append(time.perf_counter() - self.t0)
-
-        self.callback = Timer()
-
-
 def matmul_peak(device: str, dtype: str, n: int = 2048, repeats: int = 10) -> float:
     """Return the best sustained GFLOP/s of an n×n matmul chain on `device`."""
     import tensorflow as tf
@@ -251,8 +233,10 @@ def matmul_peak(device: str, dtype: str, n: int = 2048, repeats: int = 10) -> fl
 def throughput(work: Workload, rt, repeat: int, progress) -> dict:
     """Train the same model through tfguide's path and the reference; return samples/s."""
     import keras
+    import tensorflow as tf
 
     from tfguide import datasets
+    from tfguide.results import EpochTimer
 
     n = len(work.x)
     models, timers = {}, {}
@@ -260,17 +244,15 @@ def throughput(work: Workload, rt, repeat: int, progress) -> dict:
         keras.utils.set_random_seed(0)
         with rt.strategy.scope():
             models[path] = work.build()
-        timers[path] = _EpochTimer()
+        timers[path] = EpochTimer(n)
     pipeline = datasets.pipeline(work.x, work.y, work.batch_size, shuffle=True, seed=0)
     for _ in range(repeat + 1):  # the first round warms up (tracing, caches)
         models["reference"].fit(work.x, work.y, batch_size=work.batch_size, epochs=1,
-                                shuffle=True, verbose=0, callbacks=[timers["reference"].callback])
+                                shuffle=True, verbose=0, callbacks=[timers["reference"]])
         models["tfguide"].fit(pipeline, epochs=1, verbose=0,
-                              callbacks=[timers["tfguide"].callback])
+                              callbacks=[timers["tfguide"]])
         progress.add(1)
-    import tensorflow as tf
-
-    rates = {path: n / statistics.median(t.times[1:]) for path, t in timers.items()}
+    rates = {path: n / statistics.median(t.seconds[1:]) for path, t in timers.items()}
     spec = tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape, a.dtype), work.x)
     return {"reference_samples_s": rates["reference"], "tfguide_samples_s": rates["tfguide"],
             "ratio": rates["tfguide"] / rates["reference"],

@@ -212,6 +212,30 @@ class Experiment:
         return path
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Time each epoch's training (not its validation) to report samples per second."""
+
+    def __init__(self, samples: int):
+        super().__init__()
+        self.samples, self.seconds, self.start = samples, [], None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):  # validation starts: the epoch's training is done
+        if self.start is not None:
+            self.seconds.append(time.perf_counter() - self.start)
+            self.start = None
+
+    def on_epoch_end(self, epoch, logs=None):  # without validation data, stop here
+        self.on_test_begin()
+
+    def samples_per_s(self) -> float:
+        """Throughput over all epochs but the first (which also builds the graph)."""
+        times = self.seconds[1:] or self.seconds
+        return self.samples * len(times) / sum(times)
+
+
 class GraphSummary(keras.callbacks.Callback):
     """Write the model's forward graph for TensorBoard's Graphs tab.
 

@@ -11,8 +11,6 @@ Text: chapters/cnn.md. Ports 000 §3.3/§4.3, 001 §3.3 and 002 §3.3/§4.2
 """
 from __future__ import annotations
 
-import time
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -21,7 +19,7 @@ from matplotlib.figure import Figure
 
 from tfguide import cli, datasets, plotting
 from tfguide.config import Config
-from tfguide.results import Experiment
+from tfguide.results import EpochTimer, Experiment
 
 PADDINGS = ("valid", "same")
 
@@ -160,30 +158,6 @@ def build_model(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
                            name="probs")(x)  # (batch, num_classes)
     return keras.Model(inputs, outputs, name="convnet")
 # [end:keras]
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Time each epoch's training (not its validation) to report samples per second."""
-
-    def __init__(self, samples: int):
-        super().__init__()
-        self.samples, self.seconds, self.start = samples, [], None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_test_begin(self, logs=None):  # validation starts: the epoch's training is done
-        if self.start is not None:
-            self.seconds.append(time.perf_counter() - self.start)
-            self.start = None
-
-    def on_epoch_end(self, epoch, logs=None):  # without validation data, stop here
-        self.on_test_begin()
-
-    def samples_per_s(self) -> float:
-        """Throughput over all epochs but the first (which also builds the graph)."""
-        times = self.seconds[1:] or self.seconds
-        return self.samples * len(times) / sum(times)
 
 
 # --- Run ----------------------------------------------------------------------------
