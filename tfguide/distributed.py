@@ -94,12 +94,13 @@ def fit(model: keras.Model, dataset: tf.data.Dataset, epochs: int,
 
 
 def _batches(data, batch_size: int):
+    """Yield the batches of a dataset, or slices of `batch_size` of arrays (or (x, y))."""
     if isinstance(data, tf.data.Dataset):
         yield from data
         return
-    x, y = data
-    for start in range(0, len(x), batch_size):
-        yield x[start:start + batch_size], y[start:start + batch_size]
+    n = len(tf.nest.flatten(data)[0])
+    for start in range(0, n, batch_size):
+        yield tf.nest.map_structure(lambda a: a[start:start + batch_size], data)
 
 
 def evaluate(model: keras.Model, data, batch_size: int = 512) -> dict[str, float]:
@@ -123,7 +124,5 @@ def evaluate(model: keras.Model, data, batch_size: int = 512) -> dict[str, float
 
 def predict(model: keras.Model, x, batch_size: int = 512) -> np.ndarray:
     """Run the model forward on this worker alone, batch by batch."""
-    if isinstance(x, tf.data.Dataset):
-        return np.concatenate([np.asarray(model(b, training=False)) for b in x])
-    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
-                           for i in range(0, len(x), batch_size)])
+    return np.concatenate([np.asarray(model(xb, training=False))
+                           for xb in _batches(x, batch_size)])
