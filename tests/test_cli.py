@@ -61,18 +61,17 @@ def test_unknown_or_incomplete_flags(argv, needle):
         cli.parse("gradient_descent", argv)
 
 
-def test_multiworker_needs_a_chapter_that_supports_it_and_tf_config(monkeypatch):
-    with pytest.raises(cli.UsageError, match="not supported by gradient_descent"):
-        cli.parse("gradient_descent", ["--strategy", "multiworker"])
-    able = [c.name for c in chapters.CHAPTERS if c.multiworker]
-    if not able:
-        pytest.skip("no chapter trains through Experiment.fit yet")
+@pytest.mark.parametrize("name", [c.name for c in chapters.CHAPTERS])
+def test_every_chapter_accepts_multiworker_given_a_valid_tf_config(monkeypatch, name):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(cli.UsageError, match="TF_CONFIG"):
-        cli.parse(able[0], ["--strategy", "multiworker"])
+    with pytest.raises(cli.UsageError, match="needs the TF_CONFIG"):
+        cli.parse(name, ["--strategy", "multiworker"])
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(cli.UsageError, match="not a valid cluster"):
-        cli.parse(able[0], ["--strategy", "multiworker"])
+        cli.parse(name, ["--strategy", "multiworker"])
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, '
+                                    '"task": {"type": "worker", "index": 1}}')
+    assert cli.parse(name, ["--strategy", "multiworker"]).strategy == "multiworker"
 
 
 def test_data_dir_from_environment(monkeypatch, tmp_path):
@@ -126,11 +125,36 @@ def test_bad_command_lines_exit_2_with_one_line_before_tensorflow(args, needle):
     assert "tensorflow" not in result.stderr, "the typo is answered before TensorFlow loads"
 
 
-def test_chapter_module_rejects_bad_flag_with_one_line():
-    result = run_cmd("-m", "tfguide.chapters.gradient_descent", "--batch-size", "-4")
+@pytest.mark.parametrize("entry", [["-m", "tfguide.chapters.cnn"], ["-m", "tfguide", "run", "cnn"],
+                                   ["-X", "importtime", "-m", "tfguide.chapters.cnn"]])
+def test_both_entry_points_reject_a_bad_flag_before_tensorflow(entry):
+    result = run_cmd("-X", "importtime", *entry, "--batch-size", "-4")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("import time:")]
+    assert lines == [
         "tfguide: error: --batch-size must be a positive integer. Received: --batch-size=-4"]
+    imported = {ln.split("|")[-1].strip().split(".")[0] for ln in result.stderr.splitlines()
+                if ln.startswith("import time:")}
+    assert not imported & {"tensorflow", "keras"}, "the typo is answered before TensorFlow loads"
+
+
+def test_chapter_module_help_and_text_need_no_tensorflow():
+    for flag, needle in (("--help", "--batch-size N"), ("--text", "## The idea")):
+        result = run_cmd("-X", "importtime", "-m", "tfguide.chapters.cnn", flag)
+        assert result.returncode == 0 and needle in result.stdout
+        assert "tensorflow" not in result.stderr
+
+
+@pytest.mark.parametrize("orig_argv,name", [
+    (["python", "-m", "tfguide.chapters.cnn", "--quick"], "cnn"),
+    (["python", "-X", "importtime", "-u", "-mtfguide.chapters.rnn"], "rnn"),
+    (["python", "-m", "tfguide", "run", "cnn"], None),
+    (["python", "-m", "tfguide.chapters.nosuch"], None),
+    (["python", "script.py", "-m", "tfguide.chapters.cnn"], None),
+    (["python", "-c", "pass", "-m", "tfguide.chapters.cnn"], None),
+])
+def test_module_command_is_recognised_only_for_a_chapter_module(orig_argv, name):
+    assert cli.module_command(orig_argv) == name
 
 
 def test_text_command_prints_the_chapter():

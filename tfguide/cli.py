@@ -1,14 +1,21 @@
 """The command line every chapter shares: parse, validate, run, report.
 
 `parse` turns arguments into a `Config` and rejects bad values before any
-TensorFlow is imported; `main` runs a chapter's `run(cfg)` and prints the
-summary. A usage error exits with status 2 and one line on stderr that names
-the flag, the value received and what is allowed.
+TensorFlow is imported; `run_chapter` is the one recipe for running a chapter
+(parse, run folder, `run(cfg)`), used by the command line, the notebooks and
+the tests; `main` adds the closing summary and one-line errors. A usage error
+exits with status 2 and one line on stderr that names the flag, the value
+received and what is allowed.
+
+`python -m tfguide.chapters.NAME` checks its flags through
+`check_module_command_line` while the `tfguide` package loads, before the
+chapter module imports TensorFlow, so a typo is answered at once.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import importlib.util
 import json
 import os
@@ -25,40 +32,61 @@ class UsageError(Exception):
     """A value on the command line (or in its environment) that cannot be used."""
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are a `UsageError`, not usage text and exit."""
+class Parser(argparse.ArgumentParser):
+    """The parser of every tfguide command: an error is a `UsageError`, not usage text."""
+
+    def __init__(self, prog: str, description: str):
+        super().__init__(prog=prog, description=description, allow_abbrev=False)
 
     def error(self, message: str):
         raise UsageError(message)
 
 
-def _bad(flag: str, value: object, allowed: str) -> UsageError:
+def bad_value(flag: str, value: object, allowed: str) -> UsageError:
+    """Return the error for `flag=value`, saying what is `allowed`."""
     return UsageError(f"{flag} must be {allowed}. Received: {flag}={value}")
 
 
-def _check(flag: str, text: str, check: Callable[[str], object]):
+def check(flag: str, text: str, check_fn: Callable[[str], object]):
+    """Parse `text` with `check_fn` (a `config` check); a bad value is a `UsageError`."""
     try:
-        return check(text)
+        return check_fn(text)
     except (TypeError, ValueError) as err:
-        allowed = config.describe(check)
+        allowed = config.describe(check_fn)
         if allowed == "a valid value" and err.args:
             allowed = str(err.args[0])
-        raise _bad(flag, text, allowed) from None
+        raise bad_value(flag, text, allowed) from None
 
 
-def _choice(flag: str, value: str, allowed: Sequence[str]) -> str:
+def choice(flag: str, value: str, allowed: Sequence[str]) -> str:
+    """Return `value` if it is one of `allowed`, else raise a `UsageError`."""
     if value not in allowed:
-        raise _bad(flag, value, "one of " + ", ".join(allowed))
+        raise bad_value(flag, value, "one of " + ", ".join(allowed))
     return value
 
 
-def build_parser(chapter: chapters.Chapter, prog: str | None = None) -> argparse.ArgumentParser:
+def output_folder(flag: str, text: str) -> Path:
+    """Return `text` as a folder tfguide may create and write in."""
+    if not text:
+        raise bad_value(flag, repr(text), "a folder name (it is created if missing)")
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} must be a folder (it is created if missing), not a file. "
+                         f"Received: {flag}={text}")
+    return path
+
+
+def existing_folder(flag: str, text: str) -> Path:
+    """Return `text` as a folder that must already exist."""
+    path = Path(text).expanduser()
+    if not text or not path.is_dir():
+        raise UsageError(f"{flag} must be an existing folder. Received: {flag}={text}")
+    return path
+
+
+def build_parser(chapter: chapters.Chapter, prog: str | None = None) -> Parser:
     """Return the argument parser for `chapter`: the shared flags plus its own."""
-    p = _OneLineParser(
-        prog=prog or f"python -m {chapter.module}",
-        description=f"{chapter.title}: {chapter.summary}.",
-        allow_abbrev=False,
-    )
+    p = Parser(prog or f"python -m {chapter.module}", f"{chapter.title}: {chapter.summary}.")
     add = p.add_argument
     add("--quick", action="store_true", help="a small, fast run (seconds on a laptop CPU)")
     add("--epochs", metavar="N", help=f"training epochs (default {chapter.epochs}, "
@@ -89,13 +117,6 @@ def build_parser(chapter: chapters.Chapter, prog: str | None = None) -> argparse
     return p
 
 
-def _existing_dir(flag: str, text: str) -> Path:
-    path = Path(text).expanduser()
-    if not path.is_dir():
-        raise UsageError(f"{flag} must be an existing folder. Received: {flag}={text}")
-    return path
-
-
 def _check_tf_config() -> None:
     raw = os.environ.get("TF_CONFIG")
     hint = ('set TF_CONFIG to JSON like {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
@@ -112,6 +133,14 @@ def _check_tf_config() -> None:
                          f"Received: TF_CONFIG={raw}") from None
 
 
+def _data_dir(args: argparse.Namespace) -> Path | None:
+    if args.data_dir is not None:
+        return existing_folder("--data-dir", args.data_dir)
+    if os.environ.get("TFGUIDE_DATA_DIR"):
+        return existing_folder("TFGUIDE_DATA_DIR", os.environ["TFGUIDE_DATA_DIR"])
+    return None
+
+
 def parse(name: str, argv: Sequence[str] | None = None) -> Config:
     """Parse and validate a chapter's command line into a `Config`.
 
@@ -125,36 +154,19 @@ def parse(name: str, argv: Sequence[str] | None = None) -> Config:
     args = build_parser(chapter).parse_args(list(sys.argv[1:] if argv is None else argv))
     quick = args.quick
 
-    def pick(text, check, flag, default):
-        return default if text is None else _check(flag, text, check)
+    def pick(text, check_fn, flag, default):
+        return default if text is None else check(flag, text, check_fn)
 
     epochs = pick(args.epochs, config.positive_int, "--epochs",
                   chapter.quick_epochs if quick else chapter.epochs)
     batch_size = pick(args.batch_size, config.positive_int, "--batch-size", chapter.batch_size)
     learning_rate = pick(args.learning_rate, config.positive_float, "--learning-rate",
                          chapter.learning_rate)
-    seed = _check("--seed", args.seed, config.non_negative_int)
-    data = _choice("--data", args.data or (chapter.quick_data if quick else chapter.data[0]),
-                   chapter.data)
-    data_dir = None
-    if args.data_dir is not None:
-        data_dir = _existing_dir("--data-dir", args.data_dir)
-    elif os.environ.get("TFGUIDE_DATA_DIR"):
-        data_dir = _existing_dir("TFGUIDE_DATA_DIR", os.environ["TFGUIDE_DATA_DIR"])
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out must be a folder (it is created if missing), not a file. "
-                         f"Received: --out={args.out}")
-    device = _choice("--device", args.device, config.DEVICES)
-    precision = _choice("--precision", args.precision, config.PRECISIONS)
-    jit = _choice("--jit", args.jit, config.JIT_MODES)
-    strategy = _choice("--strategy", args.strategy, config.STRATEGIES)
+    seed = check("--seed", args.seed, config.non_negative_int)
+    data = choice("--data", args.data if args.data is not None
+                  else (chapter.quick_data if quick else chapter.data[0]), chapter.data)
+    strategy = choice("--strategy", args.strategy, config.STRATEGIES)
     if strategy == "multiworker":
-        if not chapter.multiworker:
-            able = ", ".join(c.name for c in chapters.CHAPTERS if c.multiworker) or "none yet"
-            raise UsageError(f"--strategy multiworker is not supported by {name}, which does not "
-                             f"train through Experiment.fit (chapters that do: {able}). "
-                             f"Received: --strategy=multiworker")
         _check_tf_config()
     if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise UsageError("--tensorboard needs the tensorboard package: "
@@ -166,21 +178,18 @@ def parse(name: str, argv: Sequence[str] | None = None) -> Config:
             value = option.quick_default if quick and option.quick_default is not None \
                 else option.default
         else:
-            value = _check(option.flag, text, option.type)
+            value = check(option.flag, text, option.type)
         options[option.dest] = value
     return Config(
         chapter=name, quick=quick, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, data=data, data_dir=data_dir,
-        offline=args.offline, out=out, device=device, precision=precision, jit=jit,
-        strategy=strategy, deterministic=args.deterministic, tensorboard=args.tensorboard,
-        show=args.show, verbose=args.verbose, options=types.MappingProxyType(options),
+        learning_rate=learning_rate, seed=seed, data=data, data_dir=_data_dir(args),
+        offline=args.offline, out=output_folder("--out", args.out),
+        device=choice("--device", args.device, config.DEVICES),
+        precision=choice("--precision", args.precision, config.PRECISIONS),
+        jit=choice("--jit", args.jit, config.JIT_MODES), strategy=strategy,
+        deterministic=args.deterministic, tensorboard=args.tensorboard, show=args.show,
+        verbose=args.verbose, options=types.MappingProxyType(options),
     )
-
-
-def _chapter_name(module_name: str) -> str:
-    if module_name == "__main__":  # `python -m tfguide.chapters.<name>`
-        module_name = sys.modules["__main__"].__spec__.name
-    return module_name.rsplit(".", 1)[-1]
 
 
 def fail(message: str, status: int) -> None:
@@ -189,10 +198,37 @@ def fail(message: str, status: int) -> None:
     raise SystemExit(status)
 
 
-def main(module_name: str, run: Callable[[Config], dict], argv: Sequence[str] | None = None):
-    """Run a chapter from the command line: parse, run, print the summary."""
+def run_chapter(name: str, argv: Sequence[str] = (), run: Callable[[Config], dict] | None = None,
+                run_dir: Path | None = None) -> tuple[dict, Path]:
+    """Run chapter `name` as its command line `argv` asks; return (metrics, run folder).
+
+    The one recipe for running a chapter: parse and validate `argv`, pick a new
+    run folder under `--out`, call the chapter module's `run(cfg)` (or `run`).
+
+    Raises:
+        UsageError: a bad argument (before anything runs).
+    """
+    cfg = parse(name, argv)
+    from tfguide import results  # imports TensorFlow
+
+    cfg = dataclasses.replace(cfg, run_dir=run_dir or results.new_run_dir(cfg.out, name))
+    if run is None:
+        run = importlib.import_module(chapters.get(name).module).run
+    return run(cfg), cfg.run_dir
+
+
+def _print_text(name: str) -> None:
     from tfguide import resources
 
+    try:
+        print(resources.chapter_text(name))
+    except FileNotFoundError as err:
+        fail(str(err), 1)
+
+
+def main(module_name: str, run: Callable[[Config], dict] | None = None,
+         argv: Sequence[str] | None = None) -> None:
+    """Run a chapter from the command line: parse, run, print the summary."""
     name = _chapter_name(module_name)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -200,24 +236,62 @@ def main(module_name: str, run: Callable[[Config], dict], argv: Sequence[str] | 
     except UsageError as err:
         fail(str(err), 2)
     if "--text" in argv:
-        try:
-            print(resources.chapter_text(name))
-        except FileNotFoundError as err:
-            fail(str(err), 1)
+        _print_text(name)
         return
 
     from tfguide import datasets, results, runtime  # imports TensorFlow
 
-    cfg = dataclasses.replace(cfg, run_dir=results.new_run_dir(cfg.out, name))
+    run_dir = results.new_run_dir(cfg.out, name)
     try:
-        run(cfg)
+        run_chapter(name, argv, run, run_dir)
     except (runtime.DeviceError, UsageError) as err:
         fail(str(err), 2)
     except datasets.DataError as err:
         fail(str(err), 1)
     except KeyboardInterrupt:
-        print(f"\nInterrupted. What was written so far is in {cfg.run_dir}", file=sys.stderr)
+        print(f"\nInterrupted. What was written so far is in {run_dir}", file=sys.stderr)
         raise SystemExit(130) from None
-    print(results.summary(cfg.run_dir))
+    print(results.summary(run_dir))
     if cfg.show:
-        results.show_figures(cfg.run_dir)
+        results.show_figures(run_dir)
+
+
+def _chapter_name(module_name: str) -> str:
+    if module_name == "__main__":  # `python -m tfguide.chapters.<name>`
+        module_name = sys.modules["__main__"].__spec__.name
+    return module_name.rsplit(".", 1)[-1]
+
+
+def module_command(orig_argv: Sequence[str]) -> str | None:
+    """Return NAME if `orig_argv` is `python [opts] -m tfguide.chapters.NAME ...`."""
+    argv, i = list(orig_argv), 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("-m"):
+            module = arg[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
+            prefix = "tfguide.chapters."
+            name = module[len(prefix):] if module.startswith(prefix) else None
+            return name if name in chapters.BY_NAME else None
+        if not arg.startswith("-") or arg.startswith("-c"):  # a script or a command
+            return None
+        i += 2 if arg in ("-X", "-W") else 1  # interpreter options that take a value
+    return None
+
+
+def check_module_command_line() -> None:
+    """Answer a bad flag (and `--help`, `--text`) of `python -m tfguide.chapters.NAME` at once.
+
+    Called while the `tfguide` package loads, so before the chapter module
+    imports TensorFlow; a valid command line passes through untouched.
+    """
+    name = module_command(getattr(sys, "orig_argv", ()))
+    if name is None:
+        return
+    argv = sys.argv[1:]
+    try:
+        parse(name, argv)
+    except UsageError as err:
+        fail(str(err), 2)
+    if "--text" in argv:
+        _print_text(name)
+        raise SystemExit(0)

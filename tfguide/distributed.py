@@ -1,128 +1,154 @@
-"""Training across machines: a compiled Keras model under MultiWorkerMirroredStrategy.
+"""Training across machines: Keras models under MultiWorkerMirroredStrategy.
 
-Keras 3's `fit` cannot run under `tf.distribute.MultiWorkerMirroredStrategy`: it
-reduces its first batch and its per-step logs with calls that strategy rejects
-(keras-team/keras#20585, open). This module trains a compiled model with the
-same arithmetic as `fit` through a short custom loop instead: every worker
-takes its shard of each global batch, `strategy.run` computes the gradients on
-each replica, and the Keras optimizer all-reduces them (sums the replicas'
-gradients of the globally averaged loss) before it updates the weights, so all
-workers keep identical weights.
+Keras 3's `fit`, `evaluate` and `predict` cannot run under
+`tf.distribute.MultiWorkerMirroredStrategy` (keras-team/keras#20585, open).
+This module is tfguide's one route around that: `route(model, strategy)` makes
+a model's own `fit`, `evaluate` and `predict` (and its sub-models') run
+through the short loops below, so a chapter's code stays the plain Keras call
+whatever the strategy. `runtime.Runtime.build` routes every model it builds
+under `--strategy multiworker`; nothing else changes.
+
+The loops keep `fit`'s arithmetic: every worker takes its shard of each global
+batch and `strategy.run` calls the model's own `train_step` (a chapter's custom
+one included) on each replica. Keras scales each replica's loss by the number
+of replicas and the optimizer all-reduces (sums) the gradients before it
+updates the weights, so all workers keep identical weights. Metrics are summed
+across replicas when they are read.
 """
 from __future__ import annotations
+
+import functools
+import itertools
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-
-def _per_example_loss(model: keras.Model):
-    """Return the compiled loss as a function giving one value per example."""
-    loss = model.loss
-    if isinstance(loss, keras.losses.Loss):
-        return loss.call
-    if isinstance(loss, str) or callable(loss):
-        return keras.losses.get(loss)
-    raise ValueError(f"multi-worker training needs one compiled loss. Received: {loss!r}")
+from tfguide import datasets
 
 
-def fit(model: keras.Model, dataset: tf.data.Dataset, epochs: int,
-        strategy: tf.distribute.Strategy, validation_data=None, callbacks=(),
-        verbose: int = 1) -> keras.callbacks.History:
-    """Train a compiled `model` on `dataset` (global batches) with `strategy`.
+def _as_dataset(x, y=None, batch_size: int | None = None, shuffle: bool = False,
+                seed: int = 0) -> tf.data.Dataset:
+    """Return `x` if it is a dataset, else batches of the arrays (x, y)."""
+    if isinstance(x, tf.data.Dataset):
+        return x
+    return datasets.pipeline(x, y, batch_size or 32, shuffle=shuffle, seed=seed)
 
-    Args:
-        model: built and compiled inside `strategy.scope()`.
-        dataset: a `tf.data.Dataset` of (x, y) global batches.
-        epochs: passes over `dataset`.
-        strategy: usually a `MultiWorkerMirroredStrategy`; any strategy works.
-        validation_data: optional (x, y) arrays or dataset, evaluated after every epoch.
-        callbacks: Keras callbacks; they see the epoch hooks and logs, as under `fit`.
-        verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+
+def _logs(model: keras.Model) -> dict[str, float]:
+    """Read the model's metrics (summed over every replica of every worker)."""
+    logs = {}
+    for metric in model.metrics:
+        result = metric.result()
+        if isinstance(result, dict):
+            logs.update({k: float(v) for k, v in result.items()})
+        else:
+            logs[metric.name] = float(result)
+    return logs
+
+
+def _build_state(model: keras.Model, dataset: tf.data.Dataset,
+                 strategy: tf.distribute.Strategy) -> None:
+    """Create the optimizer's and compiled metrics' variables before the first step, as `fit` does.
+
+    Variables cannot be created inside `strategy.run`; Keras's trainer builds
+    them from the shapes of one batch (`_symbolic_build`), and so does this.
+    """
+    batch = next(iter(dataset))
+    x, y = batch if isinstance(batch, tuple) else (batch, None)
+    with strategy.scope():
+        model._symbolic_build(data_batch=(x, y, None))
+
+
+def fit(model: keras.Model, x=None, y=None, batch_size: int | None = None, epochs: int = 1,
+        verbose="auto", callbacks=None, validation_data=None, shuffle: bool = True,
+        steps_per_epoch: int | None = None, *, strategy: tf.distribute.Strategy
+        ) -> keras.callbacks.History:
+    """Train a compiled `model` like `model.fit`, with `strategy`.
+
+    Takes `fit`'s common arguments: a `tf.data.Dataset` of (x, y) global
+    batches (or arrays with `batch_size`), `epochs`, `validation_data`,
+    `callbacks`, `verbose` and `steps_per_epoch` (steps are taken from one
+    stream across epochs, as `fit` does with a repeating dataset).
 
     Returns:
-        The `History`, with `loss` (and `accuracy`, `val_loss`, `val_accuracy`
-        for a classifier of integer labels) per epoch, like `fit`'s.
+        The `History`, with the compiled loss and metrics (and `val_` ones) per epoch.
     """
-    per_example = _per_example_loss(model)
+    dataset = _as_dataset(x, y, batch_size, shuffle)
+    if steps_per_epoch is not None:
+        dataset = dataset.repeat()
+    _build_state(model, dataset, strategy)
     distributed = strategy.experimental_distribute_dataset(dataset)
-    steps = int(dataset.cardinality())
-
-    def replica_step(x, y):
-        with tf.GradientTape() as tape:
-            y_pred = model(x, training=True)
-            loss = tf.nn.compute_average_loss(per_example(y, y_pred))  # ÷ global batch
-            if model.losses:  # regularisers, added once across the replicas
-                loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
-        grads = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        if y.shape.rank == 1 and y_pred.shape[-1] > 1:  # a classifier: count hits too
-            hits = tf.reduce_sum(tf.cast(tf.argmax(y_pred, -1) == tf.cast(y, tf.int64), "float32"))
-        else:
-            hits = tf.constant(-1.0)
-        return loss, hits, tf.cast(tf.shape(y)[0], "float32")
+    stream = iter(distributed) if steps_per_epoch else None  # one stream across epochs
+    steps = steps_per_epoch or int(dataset.cardinality())  # < 0: unknown
+    verbose = 1 if verbose == "auto" else verbose
 
     @tf.function
     def train_step(batch):
-        per_replica = strategy.run(replica_step, args=batch)
-        # the global mean loss, and hits and examples over all replicas
-        return tuple(strategy.reduce("SUM", v, axis=None) for v in per_replica)
+        strategy.run(model.train_step, args=(batch,))
 
     history = keras.callbacks.History()
-    hooks = keras.callbacks.CallbackList([*callbacks, history], model=model,
+    hooks = keras.callbacks.CallbackList([*(callbacks or []), history], model=model,
                                          epochs=epochs, steps=steps, verbose=0)
     hooks.on_train_begin()
     for epoch in range(epochs):
+        model.reset_metrics()
         hooks.on_epoch_begin(epoch)
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}")
         bar = keras.utils.Progbar(steps if steps > 0 else None, verbose=verbose)
-        losses, hits, seen = [], 0.0, 0.0
-        for step, batch in enumerate(distributed):
-            loss, batch_hits, batch_size = (float(v) for v in train_step(batch))
-            losses.append(loss)
-            hits, seen = hits + batch_hits, seen + batch_size
-            bar.update(step + 1, [("loss", loss)])
-        logs = {"loss": float(np.mean(losses))}
-        if hits >= 0:
-            logs["accuracy"] = hits / seen
+        batches = stream or iter(distributed)
+        for step, batch in zip(range(steps) if steps > 0 else itertools.count(), batches):
+            train_step(batch)
+            bar.update(step + 1)
+        logs = _logs(model)
         if validation_data is not None:
-            logs |= {f"val_{k}": v for k, v in evaluate(model, validation_data).items()}
+            logs |= {f"val_{k}": v for k, v in evaluate(
+                model, validation_data, batch_size=batch_size, return_dict=True,
+                strategy=strategy).items()}
         hooks.on_epoch_end(epoch, logs)
     hooks.on_train_end()
     return history
 
 
-def _batches(data, batch_size: int):
-    """Yield the batches of a dataset, or slices of `batch_size` of arrays (or (x, y))."""
-    if isinstance(data, tf.data.Dataset):
-        yield from data
-        return
-    n = len(tf.nest.flatten(data)[0])
-    for start in range(0, n, batch_size):
-        yield tf.nest.map_structure(lambda a: a[start:start + batch_size], data)
+def evaluate(model: keras.Model, x=None, y=None, batch_size: int | None = None, verbose=0,
+             return_dict: bool = False, *, strategy: tf.distribute.Strategy):
+    """Compute the compiled loss and metrics like `model.evaluate`, with `strategy`.
 
-
-def evaluate(model: keras.Model, data, batch_size: int = 512) -> dict[str, float]:
-    """Compute the compiled loss (and accuracy, for a classifier) on this worker alone.
-
-    Args:
-        data: (x, y) arrays or a dataset of (x, y) batches.
+    `x` is a dataset of (x, y) batches, arrays with `y`, or an (x, y) tuple.
     """
-    per_example = _per_example_loss(model)
-    losses, correct = [], []
-    for xb, yb in _batches(data, batch_size):
-        y_pred = model(xb, training=False)
-        losses.append(np.asarray(per_example(yb, y_pred)))
-        if y_pred.shape[-1] > 1 and np.ndim(yb) == 1:  # integer labels, class scores
-            correct.append(np.argmax(y_pred, axis=-1) == np.asarray(yb))
-    logs = {"loss": float(np.mean(np.concatenate(losses)))}
-    if correct:
-        logs["accuracy"] = float(np.mean(np.concatenate(correct)))
-    return logs
+    if isinstance(x, tuple) and y is None:
+        x, y = x
+    dataset = _as_dataset(x, y, batch_size)
+    _build_state(model, dataset, strategy)
+
+    @tf.function
+    def test_step(batch):
+        strategy.run(model.test_step, args=(batch,))
+
+    model.reset_metrics()
+    for batch in strategy.experimental_distribute_dataset(dataset):
+        test_step(batch)
+    logs = _logs(model)
+    model.reset_metrics()
+    return logs if return_dict else (list(logs.values()) if len(logs) > 1
+                                     else next(iter(logs.values())))
 
 
-def predict(model: keras.Model, x, batch_size: int = 512) -> np.ndarray:
-    """Run the model forward on this worker alone, batch by batch."""
-    return np.concatenate([np.asarray(model(xb, training=False))
-                           for xb in _batches(x, batch_size)])
+def predict(model: keras.Model, x, batch_size: int | None = None, verbose=0):
+    """Run the model forward like `model.predict`, on this worker alone, batch by batch."""
+    batches = (_as_dataset(x, batch_size=batch_size or 32) if not isinstance(x, tf.data.Dataset)
+               else x)
+    outputs = [tf.nest.map_structure(np.asarray, model(batch, training=False))
+               for batch in batches]
+    return tf.nest.map_structure(lambda *parts: np.concatenate(parts), *outputs)
+
+
+def route(model: keras.Model, strategy: tf.distribute.Strategy) -> keras.Model:
+    """Make `model.fit/evaluate/predict` (and its sub-models') run through this module."""
+    for m in [model, *(layer for layer in model._flatten_layers(include_self=False)
+                       if isinstance(layer, keras.Model))]:
+        object.__setattr__(m, "fit", functools.partial(fit, m, strategy=strategy))
+        object.__setattr__(m, "evaluate", functools.partial(evaluate, m, strategy=strategy))
+        object.__setattr__(m, "predict", functools.partial(predict, m))
+    return model

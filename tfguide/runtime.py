@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import platform
+from typing import Callable
 
 import keras
 import numpy as np
@@ -42,6 +43,25 @@ class Runtime:
     @property
     def replicas(self) -> int:
         return self.strategy.num_replicas_in_sync
+
+    def build(self, make: Callable[..., keras.Model], *args, **kwargs) -> keras.Model:
+        """Build and compile a model the way this run asks, and return it.
+
+        Calls `make(*args, **kwargs)`, a chapter's function that builds and
+        compiles a model, inside the strategy's scope; applies the run's XLA
+        choice (`--jit`); and under `--strategy multiworker` routes the model's
+        `fit`, `evaluate` and `predict` through `tfguide.distributed`, so the
+        chapter calls them as plain Keras whatever the strategy.
+        """
+        with self.strategy.scope():
+            model = make(*args, **kwargs)
+        if getattr(model, "compiled", False):
+            model.jit_compile = self.jit
+        if self.strategy_name == "multiworker":
+            from tfguide import distributed
+
+            distributed.route(model, self.strategy)
+        return model
 
     def to_dict(self) -> dict:
         """Return what results.json records about the runtime."""

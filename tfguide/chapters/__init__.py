@@ -35,7 +35,7 @@ class Chapter:
     name: str
     title: str
     summary: str  # one line: what it teaches
-    ports: str  # the source sections it ports (see SEEDS.md)
+    ports: str  # the source sections it ports
     data: tuple[str, ...]  # accepted --data names; the first is the full-run default
     quick_data: str  # --data under --quick
     epochs: int
@@ -43,7 +43,6 @@ class Chapter:
     learning_rate: float
     quick_epochs: int
     options: tuple[Option, ...] = ()
-    multiworker: bool = False  # trains through Experiment.fit, so --strategy multiworker works
 
     @property
     def module(self) -> str:
@@ -59,7 +58,7 @@ CHAPTERS: tuple[Chapter, ...] = (
         ports="000 §3.1/§4.1, 002 §3.1.3, 003 §4.2",
         data=("linreg",),
         quick_data="linreg",
-        epochs=1000,  # gradient steps; Keras fit trains epochs // 4 epochs
+        epochs=1000,  # gradient steps of the from-scratch optimizers and of Keras fit
         batch_size=32,
         learning_rate=0.1,
         quick_epochs=400,
@@ -89,7 +88,6 @@ CHAPTERS: tuple[Chapter, ...] = (
         batch_size=64,
         learning_rate=1e-3,
         quick_epochs=15,
-        multiworker=True,
     ),
     Chapter(
         name="cnn",
@@ -103,7 +101,6 @@ CHAPTERS: tuple[Chapter, ...] = (
         batch_size=128,
         learning_rate=3e-3,
         quick_epochs=15,
-        multiworker=True,
     ),
     Chapter(
         name="rnn",
