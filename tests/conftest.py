@@ -57,9 +57,26 @@ def run_quick(module, tmp_path_factory, *flags: str):
     """Run a chapter module's `run()` on its --quick config; return (metrics, run folder)."""
     name = module.__name__.rsplit(".", 1)[-1]
     out = tmp_path_factory.mktemp(name)
-    metrics = module.run(cli.parse(name, ["--quick", "--out", str(out), *flags]))
-    (results,) = out.rglob("results.json")
-    return metrics, results.parent
+    return cli.run_chapter(name, ["--quick", "--out", str(out), *flags])
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """`quick_run(NAME, *flags) -> (metrics, run folder)`: each chapter's --quick run, once.
+
+    The run happens the first time a test asks for it and is shared by every
+    test of the session that asks for the same chapter and flags.
+    """
+    done: dict[tuple[str, ...], tuple[dict, object]] = {}
+
+    def run(name: str, *flags: str):
+        key = (name, *flags)
+        if key not in done:
+            out = tmp_path_factory.mktemp(name)
+            done[key] = cli.run_chapter(name, ["--quick", "--out", str(out), *flags])
+        return done[key]
+
+    return run
 
 
 @pytest.fixture

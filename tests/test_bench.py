@@ -66,3 +66,25 @@ def test_quick_bench_writes_its_table_and_json(tmp_path, capsys):
     assert row["ratio"] == pytest.approx(row["tfguide_samples_s"] / row["reference_samples_s"])
     assert report["peak_gflops"]["float32"] > 0
     assert "gradient_descent" in capsys.readouterr().out
+
+
+def test_bench_iterates_the_registry_and_names_no_chapter():
+    import ast
+    from pathlib import Path
+
+    from tfguide import chapters
+
+    assert bench.parse([]).chapters == list(chapters.BY_NAME)
+    tree = ast.parse(Path(bench.__file__).read_text(encoding="utf-8"))
+    literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
+    assert not literals & set(chapters.BY_NAME), "workloads are declared by the chapters"
+
+
+def test_race_report_gives_both_times_and_their_ratio():
+    race = {"what": "a model to 90%", "metric": "accuracy", "target": 0.9, "ratio": 0.5,
+            "reference": {"recipe": "plain", "seconds": 10.0, "steps": 20, "value": 0.91},
+            "tfguide": {"recipe": "ours", "seconds": 5.0, "steps": 8, "value": 0.92}}
+    text = "\n".join(bench._race_line("demo", race))
+    assert "10.0 s (20 steps)" in text and "5.0 s (8 steps)" in text and "0.50" in text
+    race["tfguide"]["seconds"] = None
+    assert "not reached (final accuracy 0.920)" in "\n".join(bench._race_line("demo", race))

@@ -45,9 +45,9 @@ def test_notebook_is_valid_and_interleaves_text_and_code(name, tmp_path):
 
     for source in code_cells(nb):
         ast.parse(source)  # every code cell is valid Python
-    run_cells = [s for s in code_cells(nb) if "chapter.run(cfg)" in s]
+    run_cells = [s for s in code_cells(nb) if "cli.run_chapter(" in s]
     assert len(run_cells) == 1
-    assert f"cli.parse({name!r}, [\"--quick\"" in run_cells[0]
+    assert f"cli.run_chapter({name!r}, [\"--quick\"" in run_cells[0]
     assert any("display(Image(" in s for s in code_cells(nb)), "a cell shows the run's figures"
 
 

@@ -11,8 +11,12 @@ In one run, on one machine, it measures:
    epochs of the two alternate, so both see the same machine load;
 3. model FLOPs per sample, counted analytically from the layers (see
    `forward_flops`), and the model-FLOP utilisation (MFU) of the measured peak;
-4. for the CNN, time to a target test accuracy, tfguide's recipe vs the
-   keras.io `mnist_convnet` recipe on the same data.
+4. for each chapter that declares a race (`bench_race`: the CNN to 97% test
+   accuracy, the language model to a validation loss), the time its recipe
+   takes to reach the target beside a reference recipe, as a ratio.
+
+Every chapter declares what bench borrows from it: `bench_workload` (its main
+model and data) and, optionally, `bench_race`; bench iterates the registry.
 
 It prints a table and writes `bench.json` and `figures/throughput.png` into
 `runs/bench/<time>/` (or `--out`).
@@ -30,41 +34,35 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tfguide import chapters, config
-from tfguide.cli import UsageError, fail
-
-BENCH_CHAPTERS = ("gradient_descent", "backprop", "mlp", "cnn", "rnn", "attention", "vae")
+from tfguide import chapters, cli, config
 
 
 # --- Command line (checked before TensorFlow loads) ----------------------------------
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """Parse and validate the bench flags."""
-    from tfguide.cli import _OneLineParser, _check, _choice
-
-    p = _OneLineParser(prog="python -m tfguide bench", allow_abbrev=False,
-                       description="Measure tfguide's training speed beside plain Keras.")
+    p = cli.Parser("python -m tfguide bench",
+                   "Measure tfguide's training speed beside plain Keras.")
     p.add_argument("--chapters", nargs="+", metavar="NAME", help="chapters to measure "
-                   "(default: every chapter with a main model)")
+                   "(default: every chapter)")
     p.add_argument("--device", default="auto", metavar="|".join(config.DEVICES))
     p.add_argument("--precision", default="float32", metavar="|".join(config.PRECISIONS))
     p.add_argument("--jit", default="auto", metavar="|".join(config.JIT_MODES))
     p.add_argument("--repeat", default="5", metavar="N", help="timed epochs per path (default 5)")
     p.add_argument("--quick", action="store_true", help="smaller inputs: a few minutes on 2 cores")
+    p.add_argument("--no-race", action="store_true",
+                   help="skip the time-to-target races (recipe against reference recipe)")
     p.add_argument("--out", default="runs", metavar="DIR", help="where to write (default runs/)")
     p.add_argument("--seed", default="0", metavar="N")
     args = p.parse_args(list(argv))
-    available = [c.name for c in chapters.CHAPTERS if c.name in BENCH_CHAPTERS]
     for name in args.chapters or []:
-        _choice("--chapters", name, available)
-    args.chapters = args.chapters or available
-    _choice("--device", args.device, config.DEVICES)
-    _choice("--precision", args.precision, config.PRECISIONS)
-    _choice("--jit", args.jit, config.JIT_MODES)
-    args.repeat = _check("--repeat", args.repeat, config.positive_int)
-    args.seed = _check("--seed", args.seed, config.non_negative_int)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out must be a folder, not a file. Received: --out={args.out}")
+        cli.choice("--chapters", name, list(chapters.BY_NAME))
+    args.chapters = args.chapters or list(chapters.BY_NAME)
+    cli.choice("--device", args.device, config.DEVICES)
+    cli.choice("--precision", args.precision, config.PRECISIONS)
+    cli.choice("--jit", args.jit, config.JIT_MODES)
+    args.repeat = cli.check("--repeat", args.repeat, config.positive_int)
+    args.seed = cli.check("--seed", args.seed, config.non_negative_int)
+    args.out = cli.output_folder("--out", args.out)
     return args
 
 
@@ -132,17 +130,17 @@ def forward_flops(model, input_spec) -> float:
 # --- Workloads ------------------------------------------------------------------------
 @dataclasses.dataclass
 class Workload:
-    """One chapter's main model and the arrays to train it on."""
+    """A chapter's main model and the arrays to time it on (its `bench_workload`)."""
 
-    chapter: str
-    build: Callable  # () -> compiled keras.Model (called inside the strategy scope)
+    build: Callable  # () -> a compiled keras.Model; bench builds it through Runtime.build
     x: object
     y: object  # None for a model that trains on x alone (the VAE)
     batch_size: int
     note: str
 
 
-def _synthetic_images(shape, n, classes, seed):
+def synthetic_images(shape: tuple[int, ...], n: int, classes: int, seed: int):
+    """Random images in [0, 1) and labels: speed does not depend on the values."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -150,59 +148,20 @@ def _synthetic_images(shape, n, classes, seed):
             rng.integers(0, classes, size=n).astype("int32"))
 
 
-def _compiled(make: Callable, optimizer: Callable, jit: bool, **compile_args) -> Callable:
-    """Return a builder: `make()` the model and compile it with a fresh optimizer."""
-    def build():
-        model = make()
-        model.compile(optimizer=optimizer(), jit_compile=jit, **compile_args)
-        return model
-
-    return build
+def _chapter_module(name: str):
+    return importlib.import_module(chapters.get(name).module)
 
 
-def _chapter_workload(name: str, quick: bool, seed: int, jit: bool) -> Workload | None:
-    """Return the main-model workload of a chapter, or None if it has none to time."""
-    import keras
+def chapter_workload(name: str, quick: bool, seed: int) -> Workload | None:
+    """Return chapter `name`'s declared workload, or None if it has no main model to time."""
+    declared = getattr(_chapter_module(name), "bench_workload", None)
+    return declared(quick=quick, seed=seed) if declared else None
 
-    module = importlib.import_module(f"tfguide.chapters.{name}")
-    if hasattr(module, "bench_workload"):  # a chapter may describe its own main model
-        return Workload(name, **module.bench_workload(quick=quick, seed=seed, jit=jit))
-    chapter = chapters.get(name)
-    adam = lambda: keras.optimizers.Adam(chapter.learning_rate)  # noqa: E731
-    classify = dict(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    if name in ("mlp", "cnn", "vae"):  # image models, on MNIST-shaped inputs
-        shape = (28, 28, 1)
-        x, y = _synthetic_images(shape, 4096 if quick else 16384, 10, seed)
-        note = f"build_model({shape}) on {len(x)} random MNIST-shaped images"
-        if name == "vae":  # trains on the images alone, with its own train_step
-            make = lambda: module.build_model(shape, latent_dim=2, seed=seed)  # noqa: E731
-            return Workload(name, _compiled(make, adam, jit), x, None, chapter.batch_size, note)
-        make = lambda: module.build_model(shape, 10)  # noqa: E731
-        return Workload(name, _compiled(make, adam, jit, **classify), x, y, chapter.batch_size,
-                        note)
-    if name == "rnn":
-        x, y = module.make_memory_task(2048 if quick else 8192, seed)
-        make = lambda: module.build_classifier(  # noqa: E731
-            "lstm", x.shape[1:], module.N_CLASSES)
-        return Workload(name, _compiled(make, adam, jit, **classify), x, y, chapter.batch_size,
-                        f"LSTM classifier on {len(x)} memory-task sequences of {x.shape[1]} steps")
-    if name == "backprop":  # the chapter's two-layer net as Keras layers, in float32 here
-        x, y = module.make_spirals(16384 if quick else 65536, seed)
-        make = lambda: module.build_model(2, 64, 2, dtype="float32")  # noqa: E731
-        sgd = lambda: keras.optimizers.SGD(0.5, momentum=0.9)  # noqa: E731
-        logits = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        return Workload(name, _compiled(make, sgd, jit, loss=logits), x.astype("float32"), y,
-                        256, f"2-64-2 network on {len(x)} spiral points")
-    if name == "gradient_descent":
-        import numpy as np
 
-        rng = np.random.default_rng(seed)
-        x = rng.normal(2.0, 1.0, size=(16384 if quick else 65536, 1)).astype("float32")
-        y = (2 * x - 1 + rng.normal(0, 0.5, size=x.shape)).astype("float32")
-        sgd = lambda: keras.optimizers.SGD(0.01)  # noqa: E731
-        return Workload(name, _compiled(module.build_model, sgd, jit, loss="mse"), x, y, 256,
-                        f"Dense(1) on {len(x)} points")
-    return None
+def chapter_race(name: str, quick: bool, seed: int) -> dict | None:
+    """Run chapter `name`'s declared race (its recipe vs a reference, to a target), if any."""
+    declared = getattr(_chapter_module(name), "bench_race", None)
+    return declared(quick=quick, seed=seed) if declared else None
 
 
 # --- Measurements ------------------------------------------------------------------------
@@ -242,8 +201,7 @@ def throughput(work: Workload, rt, repeat: int, progress) -> dict:
     models, timers = {}, {}
     for path in ("reference", "tfguide"):
         keras.utils.set_random_seed(0)
-        with rt.strategy.scope():
-            models[path] = work.build()
+        models[path] = rt.build(work.build)
         timers[path] = EpochTimer(n)
     pipeline = datasets.pipeline(work.x, work.y, work.batch_size, shuffle=True, seed=0)
     for _ in range(repeat + 1):  # the first round warms up (tracing, caches)
@@ -259,57 +217,19 @@ def throughput(work: Workload, rt, repeat: int, progress) -> dict:
             "forward_flops_per_sample": forward_flops(models["tfguide"], spec)}
 
 
-def time_to_accuracy(rt, target: float, max_epochs: int, seed: int, progress) -> dict:
-    """CNN on real digits: tfguide's recipe vs the keras.io mnist_convnet recipe."""
-    import keras
-
-    from tfguide import datasets
-    from tfguide.chapters import cnn
-
-    data = datasets.load("digits")
-    chapter = chapters.get("cnn")
-    recipes = {
-        # keras.io: categorical cross-entropy on one-hot labels, Adam defaults, batch 128
-        "reference": dict(lr=1e-3, batch=128, one_hot=True),
-        "tfguide": dict(lr=chapter.learning_rate, batch=chapter.batch_size, one_hot=False),
-    }
-    out = {}
-    for name, r in recipes.items():
-        keras.utils.set_random_seed(seed)
-        with rt.strategy.scope():
-            model = cnn.build_model(data.input_shape, data.num_classes)
-            model.compile(optimizer=keras.optimizers.Adam(r["lr"]),
-                          loss="categorical_crossentropy" if r["one_hot"]
-                          else "sparse_categorical_crossentropy",
-                          metrics=["accuracy"], jit_compile=rt.jit)
-        y_train, y_test = data.y_train, data.y_test
-        if r["one_hot"]:
-            y_train = keras.utils.to_categorical(y_train, data.num_classes)
-            y_test = keras.utils.to_categorical(y_test, data.num_classes)
-            train = dict(x=data.x_train, y=y_train, batch_size=r["batch"], shuffle=True)
-        else:
-            train = dict(x=datasets.pipeline(data.x_train, y_train, r["batch"], shuffle=True,
-                                             seed=seed))
-        elapsed, reached = 0.0, None
-        for epoch in range(1, max_epochs + 1):
-            t0 = time.perf_counter()
-            model.fit(**train, epochs=1, verbose=0)
-            elapsed += time.perf_counter() - t0
-            accuracy = model.evaluate(data.x_test, y_test, verbose=0, return_dict=True)["accuracy"]
-            if accuracy >= target:
-                reached = epoch
-                break
-        progress.add(1)
-        out[name] = {"epochs": reached, "train_s": elapsed if reached else None,
-                     "final_accuracy": float(accuracy)}
-    ref, ours = out["reference"]["train_s"], out["tfguide"]["train_s"]
-    out["speedup"] = ref / ours if ref and ours else None
-    out["target"] = target
-    out["data"] = "digits"
-    return out
-
-
 # --- Report -----------------------------------------------------------------------------
+def _race_line(name: str, race: dict) -> list[str]:
+    lines = [f"{name}: {race['what']}"]
+    for path in ("reference", "tfguide"):
+        r = race[path]
+        got = (f"{r['seconds']:.1f} s ({r['steps']} steps)" if r["seconds"] is not None
+               else f"not reached (final {race['metric']} {r['value']:.3f})")
+        lines.append(f"  {path:<10} {got:<28} {r['recipe']}")
+    if race.get("ratio") is not None:
+        lines.append(f"  tfguide ÷ reference time: {race['ratio']:.2f}")
+    return lines
+
+
 def table(report: dict) -> str:
     """Return the printed table."""
     peak = report["peak_gflops"]["float32"]
@@ -326,15 +246,8 @@ def table(report: dict) -> str:
                      f"{r['mfu']:>8.1%}")
     lines.append("(samples/s, median of timed epochs; MFU = 3 × forward FLOPs × samples/s "
                  f"÷ {peak:,.0f} GFLOP/s float32 peak)")
-    tta = report.get("time_to_accuracy")
-    if tta:
-        lines.append("")
-        for name in ("reference", "tfguide"):
-            r = tta[name]
-            got = (f"{r['epochs']} epochs, {r['train_s']:.1f} s" if r["epochs"]
-                   else f"not reached (final {r['final_accuracy']:.3f})")
-            lines.append(f"CNN to {tta['target']:.0%} test accuracy on {tta['data']}, "
-                         f"{name}: {got}")
+    for name, race in report.get("races", {}).items():
+        lines += ["", *_race_line(name, race)]
     return "\n".join(lines)
 
 
@@ -349,44 +262,47 @@ def run(args: argparse.Namespace) -> dict:
     rt = runtime.configure(cfg)
     run_dir = results.new_run_dir(cfg.out, "bench")
     (run_dir / "figures").mkdir(parents=True)
-    works = {}
-    for name in args.chapters:
-        try:
-            works[name] = _chapter_workload(name, args.quick, args.seed, rt.jit)
-        except Exception as err:  # a chapter without a usable build_model: report, go on
-            works[name] = f"{type(err).__name__}: {err}"
-    timed = [w for w in works.values() if isinstance(w, Workload)]
-    has_cnn = "cnn" in args.chapters and isinstance(works.get("cnn"), Workload)
-    total = 1 + len(timed) * (args.repeat + 1) + (2 if has_cnn else 0)
-    progress = keras.utils.Progbar(total, unit_name="task")
+    works = {name: chapter_workload(name, args.quick, args.seed) for name in args.chapters}
+    racing = [] if args.no_race else [
+        name for name in args.chapters
+        if hasattr(importlib.import_module(chapters.get(name).module), "bench_race")]
+    timed = [w for w in works.values() if w is not None]
+    progress = keras.utils.Progbar(1 + len(timed) * (args.repeat + 1) + len(racing),
+                                   unit_name="task")
     dtypes = ["float32"] + (["float16", "bfloat16"] if rt.device == "gpu" else [])
     n = 1024 if args.quick and rt.device == "cpu" else 2048
     peak = {d: matmul_peak(rt.device, d, n=n) for d in dtypes}
     progress.add(1)
     report = {"device": rt.device, "devices": list(rt.devices), "precision": rt.precision,
               "jit": rt.jit, "repeat": args.repeat, "quick": args.quick,
-              "machine": _machine(), **runtime.versions(), "peak_gflops": peak, "chapters": {}}
+              "machine": _machine(), **runtime.versions(), "peak_gflops": peak, "chapters": {},
+              "races": {}}
     for name, work in works.items():
-        if not isinstance(work, Workload):
-            report["chapters"][name] = {"error": work or "no main model to time"}
+        if work is None:
+            report["chapters"][name] = {"error": "no main model to time"}
             continue
         r = throughput(work, rt, args.repeat, progress)
         training_flops = 3 * r["forward_flops_per_sample"] * r["tfguide_samples_s"]
         r["mfu"] = training_flops / (peak["float32"] * 1e9)
         r["batch_size"], r["workload"] = work.batch_size, work.note
         report["chapters"][name] = r
-    if has_cnn:
-        target = 0.97
-        report["time_to_accuracy"] = time_to_accuracy(rt, target, 30, args.seed, progress)
+    for name in racing:
+        race = chapter_race(name, args.quick, args.seed)
+        ref, ours = race["reference"]["seconds"], race["tfguide"]["seconds"]
+        race["ratio"] = ours / ref if ref and ours else None
+        report["races"][name] = race
+        progress.add(1)
     (run_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     ratios = {k: v["ratio"] for k, v in report["chapters"].items() if "ratio" in v}
+    written = ["bench.json"]
     if ratios:
         fig = plotting.bar_chart(ratios, ylabel="tfguide ÷ plain model.fit (samples/s)",
                                  title=f"Training throughput on {rt.device} ({rt.precision})",
                                  threshold=1.0)
         fig.savefig(run_dir / "figures" / "throughput.png", dpi=110)
+        written.append("figures/throughput.png")
     print(table(report))
-    print(f"\nwrote {run_dir}/bench.json and figures/throughput.png")
+    print(f"\nwrote {' and '.join(written)} in {run_dir}")
     return report
 
 
@@ -400,8 +316,8 @@ def _machine() -> str:
 def main(argv: Sequence[str]) -> None:
     try:
         args = parse(argv)
-    except UsageError as err:
-        fail(str(err), 2)
+    except cli.UsageError as err:
+        cli.fail(str(err), 2)
     try:
         run(args)
     except KeyboardInterrupt:

@@ -325,25 +325,19 @@ cell by cell.</p>
 </main></div>"""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        cli.fail(message, 2)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m tfguide book [--out DIR] [--runs DIR] [--open]`."""
-    parser = _Parser(prog="python -m tfguide book", allow_abbrev=False,
-                     description="Write the chapters as a local HTML book.")
+    parser = cli.Parser("python -m tfguide book", "Write the chapters as a local HTML book.")
     parser.add_argument("--out", metavar="DIR", default="book",
                         help="folder for the book (default book/)")
     parser.add_argument("--runs", metavar="DIR", default="runs",
                         help="where your runs are (default runs/, as for --out of a chapter)")
     parser.add_argument("--open", action="store_true", help="open the book in a web browser")
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        cli.fail(f"--out must be a folder (it is created if missing), not a file. "
-                 f"Received: --out={args.out}", 2)
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        out = cli.output_folder("--out", args.out)
+    except cli.UsageError as err:
+        cli.fail(str(err), 2)
     try:
         index = build(out, Path(args.runs).expanduser())
     except MissingExtra as err:

@@ -3,7 +3,7 @@
 `load(name, ...)` looks for a data set in this order: a folder given by
 `--data-dir` (or `TFGUIDE_DATA_DIR`), the Keras cache, a Keras download. When
 none of them works (no network, or `--offline`), it falls back to the offline
-stand-in shipped in `data/` and says so in `Dataset.notice`. A damaged file is
+stand-in shipped in `data/` and says so in `LoadedData.notice`. A damaged file is
 a `DataError` that names the file and the fix: nothing trains on garbage.
 
 Images come back as float32 in [0, 1] with a channel axis, `(n, h, w, c)`;
@@ -97,7 +97,7 @@ CHECKSUMS = {  # files shipped in data/ (see data/README.md)
 
 
 @dataclasses.dataclass(frozen=True)
-class Dataset:
+class LoadedData:
     """Train and test arrays plus where they came from."""
 
     name: str  # what was loaded
@@ -217,12 +217,13 @@ def _check_arrays(arrays: dict[str, np.ndarray], src: ImageSource, where: str) -
                             f"the file is damaged or belongs to another data set.")
 
 
-def _finish(arrays: dict[str, np.ndarray], src: ImageSource, **fields) -> Dataset:
+def _loaded(arrays: dict[str, np.ndarray], src: ImageSource, **fields) -> LoadedData:
+    """Scale checked raw arrays to float32 images in [0, 1] and int32 labels."""
     def images(x):
         x = np.asarray(x, dtype=np.float32) / src.max_value
         return x.reshape((len(x),) + src.shape)
 
-    return Dataset(
+    return LoadedData(
         name=src.name, x_train=images(arrays["x_train"]), x_test=images(arrays["x_test"]),
         y_train=np.asarray(arrays["y_train"]).reshape(-1).astype(np.int32),
         y_test=np.asarray(arrays["y_test"]).reshape(-1).astype(np.int32),
@@ -261,7 +262,7 @@ def _keras_load(name: str):
     return getattr(keras.datasets, name).load_data()
 
 
-def _from_keras_cache(src: ImageSource) -> Dataset:
+def _from_keras_cache(src: ImageSource) -> LoadedData:
     cache = keras_cache_dir()
     files = [cache / f for f in src.keras_cache]
     fix = "delete it and run again with network access to download a fresh copy"
@@ -274,7 +275,7 @@ def _from_keras_cache(src: ImageSource) -> Dataset:
         raise DataError(f"The cached {src.name} files under {cache} cannot be read "
                         f"({type(err).__name__}: {err}): {fix}.") from None
     _check_arrays(arrays, src, str(files[0]))
-    return _finish(arrays, src, requested=src.name, source="keras-cache",
+    return _loaded(arrays, src, requested=src.name, source="keras-cache",
                    files=tuple(map(str, files)))
 
 
@@ -293,17 +294,17 @@ def _as_arrays(loaded) -> dict[str, np.ndarray]:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
-def load_digits(requested: str = STANDIN, notice: str | None = None) -> Dataset:
+def load_digits(requested: str = STANDIN, notice: str | None = None) -> LoadedData:
     """Load the shipped 8x8 digits (the offline stand-in for the image data sets)."""
     path = shipped_file("digits.npz")
     arrays = read_npz(path)
     src = SOURCES[STANDIN]
     _check_arrays(arrays, src, str(path))
-    return _finish(arrays, src, requested=requested, source="offline-standin", notice=notice,
+    return _loaded(arrays, src, requested=requested, source="offline-standin", notice=notice,
                    files=(str(path),))
 
 
-def load(name: str, data_dir: Path | None = None, offline: bool = False) -> Dataset:
+def load(name: str, data_dir: Path | None = None, offline: bool = False) -> LoadedData:
     """Load a labelled image data set, falling back to the shipped digits when offline.
 
     Args:
@@ -324,7 +325,7 @@ def load(name: str, data_dir: Path | None = None, offline: bool = False) -> Data
         if found is not None:
             arrays, paths = found
             _check_arrays(arrays, src, str(paths[0]))
-            return _finish(arrays, src, requested=name, source="data-dir",
+            return _loaded(arrays, src, requested=name, source="data-dir",
                            files=tuple(map(str, paths)))
     cache = keras_cache_dir()
     if all((cache / f).is_file() for f in src.keras_cache):
@@ -336,7 +337,7 @@ def load(name: str, data_dir: Path | None = None, offline: bool = False) -> Data
             with _socket_timeout(DOWNLOAD_TIMEOUT_S):
                 arrays = _as_arrays(_keras_load(name))
             _check_arrays(arrays, src, f"the downloaded {name}")
-            return _finish(arrays, src, requested=name, source="download",
+            return _loaded(arrays, src, requested=name, source="download",
                            files=tuple(str(cache / f) for f in src.keras_cache))
         except DataError:
             raise
@@ -363,7 +364,19 @@ def load_series(name: str = "sunspots") -> tuple[np.ndarray, np.ndarray, str]:
     return years, values, provenance
 
 
-# --- Pipelines ------------------------------------------------------------------------
+# --- Splits and pipelines --------------------------------------------------------------
+def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out a seeded random `fraction` of `n` examples for validation.
+
+    Returns:
+        (train_idx, val_idx): index arrays; the validation part has
+        floor(fraction * n) examples, the same rule in every chapter.
+    """
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(fraction * n)
+    return order[n_val:], order[:n_val]
+
+
 def _index_batches(n: int, batch_size: int, shuffle: bool, seed: int,
                    drop_remainder: bool) -> tf.data.Dataset:
     """Yield one vector of example indices per batch, a fresh seeded order each epoch.

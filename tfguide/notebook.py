@@ -113,7 +113,6 @@ TFGUIDE = {_install_spec()!r}  # what pip installs if tfguide is missing: a fold
 if importlib.util.find_spec("tfguide") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", TFGUIDE], check=True)
 
-import dataclasses
 from pathlib import Path
 
 import tfguide  # quiets TensorFlow's start-up logs
@@ -130,17 +129,15 @@ def run_code(chapter: chapters.Chapter) -> str:
 # Run the chapter's own experiment: the same as
 #   python -m {chapter.module} --quick
 # Remove "--quick" for the full run; any other flag of `--help` works here too.
-cfg = cli.parse({chapter.name!r}, ["--quick", "--out", "runs"])
-cfg = dataclasses.replace(cfg, run_dir=results.new_run_dir(cfg.out, cfg.chapter))
-metrics = chapter.run(cfg)
-print(results.summary(cfg.run_dir))'''
+metrics, run_dir = cli.run_chapter({chapter.name!r}, ["--quick", "--out", "runs"])
+print(results.summary(run_dir))'''
 
 
 FIGURES_CODE = '''\
 # The figures your run saved (after the run cell under "Run it").
 from IPython.display import Image, display
 
-for png in sorted((Path(cfg.run_dir) / "figures").glob("*.png")):
+for png in sorted((Path(run_dir) / "figures").glob("*.png")):
     print(png.name)
     display(Image(filename=str(png)))'''
 
@@ -206,29 +203,30 @@ def write(name: str, out: Path) -> Path:
     return path
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        cli.fail(message, 2)
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse and validate `notebook NAME|all [--out DIR]`."""
+    parser = cli.Parser("python -m tfguide notebook", "Write a chapter as a Jupyter notebook.")
+    parser.add_argument("name", nargs="?", help="a chapter name, or `all`")
+    parser.add_argument("--out", metavar="DIR", default="notebooks",
+                        help="folder for NAME.ipynb (default notebooks/)")
+    args = parser.parse_args(list(argv))
+    if args.name is None:
+        raise cli.UsageError("a chapter name (or `all`) is needed. Known chapters: "
+                             + ", ".join(chapters.BY_NAME))
+    if args.name != "all" and args.name not in chapters.BY_NAME:
+        raise cli.UsageError(f"Unknown chapter {args.name!r}. Known chapters: "
+                             + ", ".join(chapters.BY_NAME) + " (or `all`).")
+    args.out = cli.output_folder("--out", args.out)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m tfguide notebook NAME|all [--out DIR]`."""
-    parser = _Parser(prog="python -m tfguide notebook", allow_abbrev=False,
-                     description="Write a chapter as a Jupyter notebook.")
-    parser.add_argument("name", nargs="?", help="a chapter name, or `all`")
-    parser.add_argument("--out", metavar="DIR", default="notebooks",
-                        help="folder for NAME.ipynb (default notebooks/)")
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.name is None:
-        cli.fail("a chapter name (or `all`) is needed. Known chapters: "
-                 + ", ".join(chapters.BY_NAME), 2)
-    if args.name != "all" and args.name not in chapters.BY_NAME:
-        cli.fail(f"Unknown chapter {args.name!r}. Known chapters: "
-                 + ", ".join(chapters.BY_NAME) + " (or `all`).", 2)
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        cli.fail(f"--out must be a folder (it is created if missing), not a file. "
-                 f"Received: --out={args.out}", 2)
+    try:
+        args = parse(sys.argv[1:] if argv is None else argv)
+    except cli.UsageError as err:
+        cli.fail(str(err), 2)
+    out = args.out
     names = list(chapters.BY_NAME) if args.name == "all" else [args.name]
     try:
         _nbformat()

@@ -108,6 +108,20 @@ def heatmap(matrix: np.ndarray, xlabels: Sequence[str] | None = None,
     return fig
 
 
+def misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
+                  classes: Sequence[str], limit: int = 16, ncols: int = 8) -> Figure | None:
+    """Show the first `limit` misclassified images, each titled "true → predicted".
+
+    Returns None when there is no mistake to show.
+    """
+    wrong = np.flatnonzero(np.asarray(y_pred) != np.asarray(y_true))[:limit]
+    if not len(wrong):
+        return None
+    titles = [f"{classes[y_true[i]]} → {classes[y_pred[i]]}" for i in wrong]
+    return image_grid(images[wrong], titles, ncols=ncols,
+                      title="Misclassified test images (true → predicted)")
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str],
                      title: str = "Confusion matrix") -> Figure:
     """Count (true, predicted) pairs and draw them as an annotated heatmap."""

@@ -1,17 +1,18 @@
 """The run folder, results.json and the closing summary.
 
-A chapter's `run(cfg)` wraps its work in an `Experiment`:
+A chapter's `run(cfg)` wraps its work in an `Experiment`, the run's record:
 
     with Experiment(cfg) as ex:              # configures the runtime, makes the run folder
         data = ex.load_data()
-        with ex.strategy.scope():
-            model = build_model(data.input_shape, data.num_classes)
+        model = ex.runtime.build(build_model, data.input_shape, data.num_classes)
         model.fit(..., callbacks=ex.callbacks())
         ex.log(test_accuracy=...)
     return ex.metrics
 
-Leaving the block writes `results.json` (also when the run fails or is
-interrupted, marked as such), so what was written is kept and described.
+Training is plain Keras; `Runtime.build` (tfguide/runtime.py) builds the model
+in the run's strategy scope. Leaving the block writes `results.json` (also when
+the run fails or is interrupted, marked as such), so what was written is kept
+and described.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def new_run_dir(out: Path, chapter: str) -> Path:
     return path
 
 
-def _plain(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """Turn NumPy/TF scalars into JSON values; NaN and inf become strings."""
     if hasattr(value, "numpy"):
         value = value.numpy()
@@ -59,7 +60,7 @@ class Experiment:
         self.cfg = cfg
         self.metrics: dict[str, float] = {}
         self.data_info: dict[str, Any] = {}
-        self.extra: dict[str, Any] = {}
+        self.details: dict[str, Any] = {}  # recorded beside the metrics
         self.dir: Path | None = None
 
     # --- Entering and leaving -----------------------------------------------------
@@ -80,15 +81,11 @@ class Experiment:
         self.write_results(status, error=None if exc is None else f"{exc_type.__name__}: {exc}")
 
     @property
-    def strategy(self):
-        return self.runtime.strategy
-
-    @property
     def wall_s(self) -> float:
         return time.perf_counter() - self._start
 
     # --- Data -----------------------------------------------------------------------
-    def load_data(self, name: str | None = None) -> datasets.Dataset:
+    def load_data(self, name: str | None = None) -> datasets.LoadedData:
         """Load `name` (default `cfg.data`) through the shared loaders and record it."""
         data = datasets.load(name or self.cfg.data, self.cfg.data_dir, self.cfg.offline)
         if data.notice:
@@ -117,48 +114,6 @@ class Experiment:
                     GraphSummary(log_dir / "graph")]
         return cbs
 
-    def fit(self, model: keras.Model, train, epochs: int, validation_data=None,
-            callbacks=(), verbose: int = 1, tag: str = "") -> keras.callbacks.History:
-        """Train with `model.fit` and the run's callbacks.
-
-        Under `--strategy multiworker` it trains with `tfguide.distributed.fit`
-        instead, since Keras 3's `fit` cannot run under that strategy.
-
-        Args:
-            model: compiled inside `self.strategy.scope()`.
-            train: a `tf.data.Dataset` of (x, y) batches (`datasets.pipeline`).
-            epochs: passes over `train`.
-            validation_data: (x, y) arrays or a dataset, evaluated after every epoch.
-            callbacks: extra callbacks, after the run's own (`callbacks()`).
-            verbose: as for `fit`.
-            tag: names a second model's history file (`history_<tag>.csv`).
-        """
-        callbacks = self.callbacks(tag) + list(callbacks)
-        if self.runtime.strategy_name == "multiworker":
-            from tfguide import distributed
-
-            return distributed.fit(model, train, epochs, self.strategy, validation_data,
-                                   callbacks=callbacks, verbose=verbose)
-        return model.fit(train, epochs=epochs, validation_data=validation_data,
-                         callbacks=callbacks, verbose=verbose)
-
-    def evaluate(self, model: keras.Model, data) -> dict[str, float]:
-        """Return the compiled loss and metrics on `data` ((x, y) or a dataset) by name."""
-        if self.runtime.strategy_name == "multiworker":
-            from tfguide import distributed
-
-            return distributed.evaluate(model, data)
-        x, y = (data, None) if not isinstance(data, tuple) else data
-        return model.evaluate(x, y, verbose=0, return_dict=True)
-
-    def predict(self, model: keras.Model, x):
-        """Return the model's outputs for `x` (an array or a dataset of inputs)."""
-        if self.runtime.strategy_name == "multiworker":
-            from tfguide import distributed
-
-            return distributed.predict(model, x)
-        return model.predict(x, verbose=0)
-
     def save_history(self, history: Mapping[str, Sequence[float]], tag: str = "") -> Path:
         """Write a custom loop's per-step or per-epoch history as CSV."""
         path = self.dir / (f"history_{tag}.csv" if tag else "history.csv")
@@ -168,7 +123,7 @@ class Experiment:
             writer = csv.writer(f)
             writer.writerow(["step", *names])
             for i, row in enumerate(rows):
-                writer.writerow([i, *(_plain(v) for v in row)])
+                writer.writerow([i, *(json_value(v) for v in row)])
         return path
 
     def save_figure(self, fig, name: str) -> Path:
@@ -187,14 +142,14 @@ class Experiment:
     def log(self, **metrics: float) -> None:
         """Record metrics as plain floats (NaN/inf are kept and shown as such)."""
         for name, value in metrics.items():
-            self.metrics[name] = float(_plain(value)) if not isinstance(value, str) else value
+            self.metrics[name] = float(json_value(value)) if not isinstance(value, str) else value
 
     def write_results(self, status: str = "ok", error: str | None = None) -> Path:
         """Write `results.json` with metrics, config, runtime, data and timing."""
         payload = {
             "chapter": self.cfg.chapter,
             "status": status,
-            "metrics": {k: _plain(v) for k, v in self.metrics.items()},
+            "metrics": {k: json_value(v) for k, v in self.metrics.items()},
             "config": self.cfg.to_dict() | {"run_dir": str(self.dir)},
             "runtime": self.runtime.to_dict(),
             "data": self.data_info,
@@ -203,8 +158,8 @@ class Experiment:
             "files": sorted(str(p.relative_to(self.dir)) for p in self.dir.rglob("*")
                             if p.is_file() and "tensorboard" not in p.parts),
         }
-        if self.extra:
-            payload["extra"] = self.extra
+        if self.details:
+            payload["details"] = self.details
         if error:
             payload["error"] = error
         path = self.dir / "results.json"

@@ -1,0 +1,91 @@
+"""Every registered chapter keeps the chapter contract (DESIGN.md, "A chapter").
+
+One parametrized sweep over the registry: the quick run writes a complete,
+self-describing run folder; the module has the shape a reader expects and
+imports no other chapter; what it lends to others is declared.
+"""
+import ast
+import csv
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+from tfguide import chapters
+
+NAMES = [c.name for c in chapters.CHAPTERS]
+ROOT = Path(__file__).resolve().parent.parent
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def module_source(name: str) -> str:
+    return (ROOT / "tfguide" / "chapters" / f"{name}.py").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quick_run_writes_a_complete_run_folder(quick_run, name):
+    metrics, run_dir = quick_run(name)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "ok" and results["chapter"] == name
+    assert results["metrics"] == pytest.approx(metrics, nan_ok=True)
+    assert metrics and all(isinstance(v, (int, float)) for v in metrics.values())
+    assert results["data"]["source"], "the run says where its data came from"
+    assert {"device", "precision", "strategy", "replicas", "tensorflow", "keras"} <= \
+        set(results["runtime"])
+    figures = sorted((run_dir / "figures").glob("*.png"))
+    assert figures, "a chapter draws what it teaches"
+    for png in figures:
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 2000
+    histories = sorted(run_dir.glob("history*.csv"))
+    assert histories, "training leaves its history"
+    with open(histories[0], newline="") as f:
+        assert len(list(csv.reader(f))) >= 2, "a header and at least one row"
+    listed = set(results["files"])
+    assert {p.relative_to(run_dir).as_posix() for p in figures} <= listed
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_module_reads_top_to_bottom_and_imports_no_other_chapter(name):
+    tree = ast.parse(module_source(name))
+    assert ast.get_docstring(tree) and f"chapters/{name}.md" in ast.get_docstring(tree)
+    assert "SEEDS.md" not in ast.get_docstring(tree)
+    others = {c.module for c in chapters.CHAPTERS if c.name != name}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names = {f"{node.module}.{a.name}" for a in node.names} | {node.module or ""}
+        elif isinstance(node, ast.Import):
+            names = {a.name for a in node.names}
+        else:
+            continue
+        assert not names & others, f"{name} imports another chapter: {names & others}"
+    functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert functions[-1] == "main" and "run" in functions
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_run_reads_as_a_table_of_contents(name):
+    tree = ast.parse(module_source(name))
+    run = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run")
+    length = run.end_lineno - run.lineno + 1
+    assert length <= 40, f"{name}.run is {length} lines: name its steps as functions"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_marked_code_says_where_it_is_shown(name):
+    source = module_source(name)
+    first = source.index("# [start:")
+    assert f"chapters/{name}.md" in source[max(0, first - 300):first], \
+        "a comment above the first excerpt marker names the text and how to refresh it"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_what_others_borrow_is_declared(name):
+    module = importlib.import_module(chapters.get(name).module)
+    from tfguide import bench
+
+    workload = getattr(module, "bench_workload", None)
+    if workload is None:
+        pytest.skip(f"{name} declares no bench workload")
+    work = workload(quick=True, seed=0)
+    assert isinstance(work, bench.Workload) and work.batch_size > 0 and work.note
