@@ -7,38 +7,54 @@ import pytest
 import tensorflow as tf
 
 from tfguide.chapters import gradient_descent as gdc
-from tests.conftest import run_quick
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    return run_quick(gdc, tmp_path_factory)
 
 
 def test_quick_run_reaches_the_closed_form(quick_run):
-    metrics, _ = quick_run
+    metrics, _ = quick_run("gradient_descent")
     assert metrics["param_error"] <= 1e-3
     assert metrics["keras_param_error"] <= 1e-2
     assert metrics["optimizer_max_abs_err"] <= 1e-5
     assert metrics["final_loss"] == pytest.approx(metrics["closed_form_loss"], rel=1e-6)
     assert metrics["sgd_param_error"] > metrics["param_error"], "mini-batches leave noise"
     assert metrics["diverged_lr_final_loss"] > 1e6, "a rate past the limit diverges"
+    assert metrics["keras_test_mse"] == pytest.approx(metrics["test_mse"], rel=1e-3)
 
 
-def test_quick_run_writes_its_files(quick_run):
-    metrics, run_dir = quick_run
+def test_quick_run_draws_each_lesson_and_the_model_reloads(quick_run):
+    _, run_dir = quick_run("gradient_descent")
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["chapter"] == "gradient_descent" and results["status"] == "ok"
-    assert results["metrics"] == pytest.approx(metrics)
-    assert results["data"]["source"] == "synthetic" and results["wall_s"] > 0
-    assert {"device", "precision", "jit", "strategy", "replicas", "tensorflow", "keras",
-            "numpy", "python"} <= set(results["runtime"])
-    assert results["config"]["quick"] is True and "created" in results
+    assert results["data"]["source"] == "synthetic"
+    assert results["details"]["theta_star"] == pytest.approx([2.0, -1.0], abs=0.1)
     figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
-    assert {"loss_surface", "convergence", "learning_rates", "keras_history"} <= figures
+    assert {"loss_surface", "convergence", "learning_rates", "keras_history",
+            "fitted_line"} <= figures
     assert (run_dir / "history.csv").read_text().startswith("epoch,loss")
+    header = (run_dir / "history_scratch.csv").read_text().splitlines()[0]
+    assert header == "step,gd,momentum,adam,sgd"
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     assert model.get_layer("line").get_weights()[0].shape == (1, 1)
+
+
+def test_keras_fit_on_the_whole_set_is_gradient_descent_step_for_step():
+    X, y = gdc.make_regression(120, seed=4)
+    model = gdc.new_model(0.1)
+    model.get_layer("line").set_weights([np.array([[gdc.START[0]]]), gdc.START[1:]])
+    gdc.fit_line(model, X[:, :1], y, steps=20)  # 10 epochs of 2 steps
+    kernel, bias = model.get_layer("line").get_weights()
+    path, _ = gdc.minimize(gdc.gd(0.1), gdc.START, X, y, steps=20)
+    np.testing.assert_allclose([kernel[0, 0], bias[0]], path[-1], rtol=1e-5)
+    test, y_hat = gdc.evaluate_line(model, X[:, :1], y)
+    assert y_hat.shape == (120, 1)
+    assert test["loss"] == pytest.approx(float(np.mean((y_hat[:, 0] - y) ** 2)), rel=1e-5)
+
+
+def test_bench_workload_times_the_chapter_model_on_the_chapter_line():
+    work = gdc.bench_workload(quick=True, seed=0)
+    assert work.x.shape == (16384, 1) and work.y.shape == (16384, 1) and work.batch_size == 256
+    slope, intercept = np.polyfit(work.x[:, 0], work.y[:, 0], 1)
+    assert slope == pytest.approx(2.0, abs=0.05) and intercept == pytest.approx(-1.0, abs=0.1)
+    model = work.build()
+    assert model.compiled and model.get_layer("line").get_weights()[0].shape == (1, 1)
 
 
 @pytest.mark.parametrize("n,d", [(5, 1), (40, 2), (17, 6)])

@@ -6,7 +6,7 @@ solution, replays Keras's own SGD-with-momentum and Adam step for step, and
 shows what a learning rate that is too small or too large does.
 
 Text: chapters/gradient_descent.md. Ports 000 §3.1/§4.1, 002 §3.1.3 and
-003 §4.2 (see SEEDS.md).
+003 §4.2 of the source documents.
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
+from matplotlib.figure import Figure
 
-from tfguide import cli, datasets, plotting
+from tfguide import bench, cli, plotting
 from tfguide.config import Config
 from tfguide.results import Experiment
 
@@ -25,6 +26,8 @@ DTYPE = tf.float64  # the from-scratch parts run in float64 so the checks can be
 
 
 # --- Prepare the data ---------------------------------------------------------------
+# Code between [start:…]/[end:…] markers is shown in chapters/gradient_descent.md; after
+# editing it, refresh the text with python -m tfguide.excerpts chapters/gradient_descent.md.
 # [start:data]
 def make_regression(n: int, seed: int, w: float = 2.0, b: float = -1.0, noise: float = 0.5):
     """Draw x ~ N(2, 1) and y = w·x + b + noise; return the design matrix X = [x, 1] and y."""
@@ -152,13 +155,128 @@ def stable_lr_limit(X: tf.Tensor) -> float:
 # [start:keras]
 def build_model() -> keras.Model:
     """A linear model y = w·x + b is a single Dense unit on one input feature."""
-    inputs = keras.Input(shape=(1,))
-    outputs = layers.Dense(1, name="line")(inputs)
+    inputs = keras.Input(shape=(1,))  # (batch, 1): the feature x
+    outputs = layers.Dense(1, name="line")(inputs)  # (batch, 1): w·x + b
     return keras.Model(inputs, outputs, name="linear_regression")
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
+    """Plain gradient descent (SGD without momentum) on the mean squared error."""
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="mse")
+    return model
 # [end:keras]
 
 
+# [start:fit]
+def fit_line(model: keras.Model, x, y, steps: int, callbacks=()) -> keras.callbacks.History:
+    """Train on one batch that holds all the data: each step of `fit` is one step of GD."""
+    everything = tf.data.Dataset.from_tensors((x, y)).repeat()  # (n, 1), (n,) over and over
+    return model.fit(everything, epochs=10, steps_per_epoch=max(1, steps // 10),
+                     callbacks=callbacks)
+
+
+def evaluate_line(model: keras.Model, x_test, y_test):
+    """Return the test loss by name and the fitted line's predictions at `x_test`."""
+    test = model.evaluate(x_test, y_test, verbose=0, return_dict=True)  # {"loss": MSE}
+    y_hat = model.predict(x_test, verbose=0)  # (n_test, 1)
+    return test, y_hat
+# [end:fit]
+
+
+def new_model(learning_rate: float) -> keras.Model:
+    """A fresh compiled line: what `Runtime.build` calls in the run's strategy scope."""
+    return compile_model(build_model(), learning_rate)
+
+
+def bench_workload(quick: bool, seed: int) -> bench.Workload:
+    """The Keras model and its data for `python -m tfguide bench`."""
+    X, y = make_regression(16384 if quick else 65536, seed)
+    x = X[:, :1].numpy().astype("float32")  # (n, 1): the feature, without the column of ones
+    return bench.Workload(build=lambda: new_model(0.01), x=x,
+                          y=y.numpy().astype("float32")[:, None], batch_size=256,
+                          note=f"Dense(1) on {len(x)} points")
+
+
 # --- Run ----------------------------------------------------------------------------
+START = np.array([-1.0, 2.0])  # θ0 = (w, b): a start far from the answer
+RULES = {"gd": "gradient descent", "momentum": "momentum", "adam": "Adam",
+         "sgd": "mini-batch SGD"}  # history column: figure label
+
+
+class Data(NamedTuple):
+    X: tf.Tensor  # (n, 2): rows (x, 1)
+    y: tf.Tensor  # (n,)
+    X_test: tf.Tensor
+    y_test: tf.Tensor
+
+
+class Scratch(NamedTuple):
+    theta_star: np.ndarray  # (2,): the closed form
+    paths: dict  # rule -> θ after each step, (steps + 1, 2)
+    losses: dict  # rule -> J(θ) after each step, (steps + 1,)
+    optimizer_err: float  # our momentum and Adam vs Keras's, largest |Δθ|
+    limit: float  # the largest stable learning rate
+    sweep: dict  # figure label -> loss curve, for three learning rates
+
+
+def prepare_data(cfg: Config, ex: Experiment) -> Data:
+    """Draw the noisy line; the last points are the test set."""
+    n_train, n_test = (400, 100) if cfg.quick else (1600, 400)
+    X, y = make_regression(n_train + n_test, cfg.seed)
+    ex.record_data("linreg", "synthetic", n_train, n_test,
+                   task="y = 2x - 1 + N(0, 0.5^2), x ~ N(2, 1)")
+    return Data(X[:n_train], y[:n_train], X[n_train:], y[n_train:])
+
+
+def check_from_scratch(cfg: Config, data: Data) -> Scratch:
+    """Descend with every rule, replay Keras's optimizers, sweep the learning rate."""
+    X, y, lr, steps = data.X, data.y, cfg.learning_rate, cfg.epochs
+    print(f"Batch gradient descent, {steps} steps, learning rate {lr:g}")
+    runs = {"gd": minimize(gd(lr), START, X, y, steps, progress=keras.utils.Progbar(steps)),
+            "momentum": minimize(momentum(lr / 2), START, X, y, steps),
+            "adam": minimize(adam(lr), START, X, y, steps),
+            "sgd": minimize(gd(lr), START, X, y, steps, batch_size=cfg.batch_size,
+                            seed=cfg.seed)}
+    # Keras turns the Python floats β into float32 constants: use β values float32 holds exactly.
+    betas = dict(beta_1=float(np.float32(0.9)), beta_2=float(np.float32(0.999)))
+    optimizer_err = max(
+        replay_keras(keras.optimizers.SGD(lr / 2, momentum=0.9), momentum(lr / 2), START, X, y),
+        replay_keras(keras.optimizers.Adam(lr, **betas), adam(lr, **betas), START, X, y))
+    limit = stable_lr_limit(X)  # too small, this one, and just past the limit:
+    sweep = {f"α = {a:.3g}": minimize(gd(a), START, X, y, steps)[1]
+             for a in (lr / 10, lr, 1.1 * limit)}
+    return Scratch(closed_form(X, y).numpy(), {k: p for k, (p, _) in runs.items()},
+                   {k: loss for k, (_, loss) in runs.items()}, optimizer_err, limit, sweep)
+
+
+def train(cfg: Config, ex: Experiment, data: Data):
+    """The Keras way: Dense(1) and full-batch SGD, the same algorithm as gd() above."""
+    model = ex.runtime.build(new_model, cfg.learning_rate)
+    print(f"Keras fit: {cfg.epochs} full-batch steps, in 10 epochs of {cfg.epochs // 10}")
+    history = fit_line(model, data.X[:, :1], data.y, cfg.epochs, callbacks=ex.callbacks())
+    ex.save_model(model)
+    return model, history.history
+
+
+def evaluate(ex: Experiment, data: Data, scratch: Scratch, model: keras.Model) -> np.ndarray:
+    """Log every way's distance to the closed form; return the Keras line at the test x."""
+    test, y_hat = evaluate_line(model, data.X_test[:, :1], data.y_test)
+    kernel, bias = model.get_layer("line").get_weights()
+    error = {k: np.max(np.abs(path[-1] - scratch.theta_star)) for k, path in scratch.paths.items()}
+    ex.log(param_error=error["gd"], momentum_param_error=error["momentum"],
+           adam_param_error=error["adam"], sgd_param_error=error["sgd"],
+           keras_param_error=np.max(np.abs([kernel[0, 0], bias[0]] - scratch.theta_star)),
+           optimizer_max_abs_err=scratch.optimizer_err,
+           final_loss=scratch.losses["gd"][-1],
+           closed_form_loss=loss_fn(tf.constant(scratch.theta_star), data.X, data.y),
+           test_mse=loss_fn(tf.constant(scratch.paths["gd"][-1]), data.X_test, data.y_test),
+           keras_test_mse=test["loss"], stable_lr_limit=scratch.limit,
+           diverged_lr_final_loss=list(scratch.sweep.values())[-1][-1])
+    ex.details["theta_star"] = scratch.theta_star.tolist()
+    ex.save_history(scratch.losses, tag="scratch")
+    return y_hat[:, 0]
+
+
 def _surface(X, y, center, start, n=120):
     span = 1.25 * float(np.max(np.abs(np.asarray(start) - center)))  # keep the start in view
     ws = np.linspace(center[0] - span, center[0] + span, n)
@@ -169,93 +287,50 @@ def _surface(X, y, center, start, n=120):
     return W, B, tf.reduce_mean(residual**2, axis=0).numpy().reshape(W.shape)
 
 
+def fitted_line_figure(data: Data, theta_star: np.ndarray, y_hat: np.ndarray) -> Figure:
+    """The test points, the closed-form line and the Keras model's predictions."""
+    x, y = data.X_test[:, 0].numpy(), data.y_test.numpy()
+    order = np.argsort(x)
+    fig = Figure(figsize=(6.0, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(x, y, s=12, alpha=0.6, label="test points")
+    w, b = theta_star
+    ax.plot(x[order], w * x[order] + b, "k--", lw=2,
+            label=f"closed form: y = {w:.3f}·x {'+' if b >= 0 else '−'} {abs(b):.3f}")
+    ax.plot(x[order], y_hat[order], lw=1.2, label="Keras model.predict")
+    ax.set(xlabel="x", ylabel="y", title="The fitted line on the test points")
+    ax.legend()
+    return fig
+
+
+def draw(ex: Experiment, data: Data, scratch: Scratch, history: dict, y_hat: np.ndarray):
+    """The loss surface with the paths, convergence, learning rates, fit, the fitted line."""
+    W, B, Z = _surface(data.X, data.y, scratch.theta_star, START)
+    show = 60  # the first steps tell the story; later ones pile up at the optimum
+    ex.save_figure(plotting.contour_paths(
+        W, B, Z, {RULES[k]: path[:show] for k, path in scratch.paths.items()},
+        title=f"Loss surface and the first {show} steps", xlabel="w (slope)",
+        ylabel="b (intercept)", optimum=scratch.theta_star), "loss_surface")
+    best = float(ex.metrics["closed_form_loss"])
+    ex.save_figure(plotting.line_plot(
+        {RULES[k]: loss - best for k, loss in scratch.losses.items()},
+        xlabel="step", ylabel="J(θ) − J(θ*)", logy=True,
+        title="Distance to the best loss"), "convergence")
+    ex.save_figure(plotting.line_plot(
+        scratch.sweep, xlabel="step", ylabel="loss J(θ)", logy=True,
+        title=f"Learning rates (stable below {scratch.limit:.3f})"), "learning_rates")
+    ex.save_figure(plotting.history_curves(history, "Keras fit"), "keras_history")
+    ex.save_figure(fitted_line_figure(data, scratch.theta_star, y_hat), "fitted_line")
+
+
 def run(cfg: Config) -> dict:
     """Fit the line every way the chapter teaches; log errors against the closed form."""
     with Experiment(cfg) as ex:
-        n_train, n_test = (400, 100) if cfg.quick else (1600, 400)
-        X, y = make_regression(n_train + n_test, cfg.seed)
-        X_test, y_test, X, y = X[n_train:], y[n_train:], X[:n_train], y[:n_train]
-        ex.record_data("linreg", "synthetic", n_train, n_test,
-                       task="y = 2x - 1 + N(0, 0.5^2), x ~ N(2, 1)")
-        theta_star = closed_form(X, y).numpy()
-        theta0 = np.array([-1.0, 2.0])  # a start far from the answer
-        lr, steps = cfg.learning_rate, cfg.epochs
-
-        # From scratch: the three update rules, full batch, and mini-batch SGD.
-        print(f"Batch gradient descent, {steps} steps, learning rate {lr:g}")
-        bar = keras.utils.Progbar(steps)
-        gd_path, gd_loss = minimize(gd(lr), theta0, X, y, steps, progress=bar)
-        mom_path, mom_loss = minimize(momentum(lr / 2), theta0, X, y, steps)
-        adam_path, adam_loss = minimize(adam(lr), theta0, X, y, steps)
-        sgd_path, sgd_loss = minimize(gd(lr), theta0, X, y, steps,
-                                      batch_size=cfg.batch_size, seed=cfg.seed)
-
-        # Checked: our rules against Keras's optimizers, step for step. Keras turns the
-        # Python floats β into float32 constants, so use β values float32 holds exactly.
-        betas = dict(beta_1=float(np.float32(0.9)), beta_2=float(np.float32(0.999)))
-        err_momentum = replay_keras(keras.optimizers.SGD(lr / 2, momentum=0.9),
-                                    momentum(lr / 2), theta0, X, y)
-        err_adam = replay_keras(keras.optimizers.Adam(lr, **betas), adam(lr, **betas),
-                                theta0, X, y)
-
-        # Learning rates: too small, this one, and just past the stability limit.
-        limit = stable_lr_limit(X)
-        sweep = {f"α = {a:.3g}": minimize(gd(a), theta0, X, y, steps)[1]
-                 for a in (lr / 10, lr, 1.1 * limit)}
-
-        # The Keras way: a Dense(1) model trained with fit. One batch holding all the
-        # data makes each epoch one step of plain gradient descent: the same algorithm
-        # as gd() above, so it must land on the same answer.
-        with ex.strategy.scope():
-            model = build_model()
-            model.compile(optimizer=keras.optimizers.SGD(lr), loss="mse",
-                          jit_compile=ex.runtime.jit)
-        x_col, x_test_col = X[:, :1].numpy(), X_test[:, :1].numpy()  # (n, 1): the feature x
-        full_batches = datasets.pipeline(x_col, y.numpy(), batch_size=n_train).repeat()
-        print(f"Keras fit: {steps} full-batch steps, in 10 epochs of {steps // 10}")
-        history = model.fit(full_batches, epochs=10, steps_per_epoch=max(1, steps // 10),
-                            shuffle=False, callbacks=ex.callbacks())
-        keras_test_mse = model.evaluate(x_test_col, y_test.numpy(), verbose=0)
-        kernel, bias = model.get_layer("line").get_weights()
-        keras_theta = np.array([kernel[0, 0], bias[0]])
-        ex.save_model(model)
-
-        ex.log(
-            param_error=np.max(np.abs(gd_path[-1] - theta_star)),
-            momentum_param_error=np.max(np.abs(mom_path[-1] - theta_star)),
-            adam_param_error=np.max(np.abs(adam_path[-1] - theta_star)),
-            sgd_param_error=np.max(np.abs(sgd_path[-1] - theta_star)),
-            keras_param_error=np.max(np.abs(keras_theta - theta_star)),
-            optimizer_max_abs_err=max(err_momentum, err_adam),
-            final_loss=gd_loss[-1],
-            closed_form_loss=loss_fn(tf.constant(theta_star), X, y),
-            test_mse=loss_fn(tf.constant(gd_path[-1]), X_test, y_test),
-            keras_test_mse=keras_test_mse,
-            stable_lr_limit=limit,
-            diverged_lr_final_loss=list(sweep.values())[-1][-1],
-        )
-        ex.extra["theta_star"] = theta_star.tolist()
-        ex.save_history({"gd": gd_loss, "momentum": mom_loss, "adam": adam_loss,
-                         "sgd": sgd_loss}, tag="scratch")
-
-        # Figures.
-        W, B, Z = _surface(X, y, theta_star, theta0)
-        show = 60  # the first steps tell the story; later ones pile up at the optimum
-        ex.save_figure(plotting.contour_paths(
-            W, B, Z, {"gradient descent": gd_path[:show], "momentum": mom_path[:show],
-                      "Adam": adam_path[:show], "mini-batch SGD": sgd_path[:show]},
-            title=f"Loss surface and the first {show} steps", xlabel="w (slope)",
-            ylabel="b (intercept)", optimum=theta_star), "loss_surface")
-        best = float(ex.metrics["closed_form_loss"])
-        ex.save_figure(plotting.line_plot(
-            {"gradient descent": gd_loss - best, "momentum": mom_loss - best,
-             "Adam": adam_loss - best, "mini-batch SGD": sgd_loss - best},
-            xlabel="step", ylabel="J(θ) − J(θ*)", logy=True,
-            title="Distance to the best loss"), "convergence")
-        ex.save_figure(plotting.line_plot(
-            sweep, xlabel="step", ylabel="loss J(θ)", logy=True,
-            title=f"Learning rates (stable below {limit:.3f})"), "learning_rates")
-        ex.save_figure(plotting.history_curves(history.history, "Keras fit"), "keras_history")
+        data = prepare_data(cfg, ex)
+        scratch = check_from_scratch(cfg, data)
+        model, history = train(cfg, ex, data)
+        y_hat = evaluate(ex, data, scratch, model)
+        draw(ex, data, scratch, history, y_hat)
     return ex.metrics
 
 
