@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from tfguide import cli, datasets
 from tfguide.chapters import cnn
-from tests.conftest import run_quick
 from tests.conftest import LOGICAL_CPUS, USER_DATA_DIR
 
 # (batch, h, w, c_in, kh, kw, c_out, stride): odd and even sizes, non-square kernels,
@@ -104,13 +103,8 @@ def test_mixed_precision_keeps_float32_outputs():
     assert probs.dtype == "float32"
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    return run_quick(cnn, tmp_path_factory)
-
-
 def test_quick_run_reaches_the_thresholds(quick_run):
-    metrics, _ = quick_run
+    metrics, _ = quick_run("cnn")
     assert metrics["test_accuracy"] >= 0.97
     assert metrics["conv_max_abs_err"] <= 1e-4
     assert metrics["pool_max_abs_err"] <= 1e-4
@@ -118,10 +112,9 @@ def test_quick_run_reaches_the_thresholds(quick_run):
     assert metrics["train_samples_per_s"] > 0
 
 
-def test_quick_run_writes_its_files(quick_run):
-    metrics, run_dir = quick_run
+def test_quick_run_records_the_digits_and_draws_what_the_network_learned(quick_run):
+    _, run_dir = quick_run("cnn")
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["status"] == "ok" and results["metrics"] == pytest.approx(metrics)
     assert results["data"]["name"] == "digits" and results["data"]["shape"] == [8, 8, 1]
     assert results["runtime"]["jit"] is False, "XLA stays off on the CPU"
     figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
@@ -131,13 +124,41 @@ def test_quick_run_writes_its_files(quick_run):
 
 
 def test_saved_model_reloads_in_safe_mode_with_the_same_predictions(quick_run):
-    metrics, run_dir = quick_run
+    metrics, run_dir = quick_run("cnn")
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     data = datasets.load("digits")
     loss, accuracy = model.evaluate(data.x_test, data.y_test, batch_size=128, verbose=0)
     assert accuracy == metrics["test_accuracy"]
     assert loss == pytest.approx(metrics["test_loss"], rel=1e-6)
+
+
+def test_bench_workload_is_the_chapter_model_on_mnist_shaped_images():
+    work = cnn.bench_workload(quick=True, seed=0)
+    model = work.build()
+    assert model.name == "convnet" and model.compiled and model.input_shape == (None, 28, 28, 1)
+    assert work.x.shape == (4096, 28, 28, 1) and work.y.shape == (4096,)
+    assert work.batch_size == 128
+    history = model.fit(work.x[:256], work.y[:256], batch_size=work.batch_size, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_bench_race_times_both_recipes_to_the_same_target():
+    built = []
+
+    def build(make, *args):
+        built.append(make.__name__)
+        return make(*args)
+
+    race = cnn.bench_race(quick=True, seed=0, build=build)
+    assert built == ["keras_io", "compile_model"], "every model is built through `build`"
+    assert race["metric"] == "test_accuracy" and race["target"] == 0.97
+    for recipe in (race["reference"], race["tfguide"]):
+        assert (recipe["seconds"] is None) == (recipe["steps"] is None)
+        if recipe["steps"] is not None:
+            assert recipe["value"] >= 0.97 and recipe["seconds"] > 0 and recipe["steps"] <= 30
+    assert race["tfguide"]["steps"] is not None, "the chapter's recipe reaches 97% in 30 epochs"
+    assert "1e-3" in race["reference"]["recipe"] and "one-hot" in race["reference"]["recipe"]
 
 
 @pytest.mark.parametrize("flags,precision,replicas", [

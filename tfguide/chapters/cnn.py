@@ -6,10 +6,13 @@ positions, proves them equal to `tf.nn.conv2d` and `tf.nn.max_pool2d`
 (conv-pool-conv-pool-dropout-dense) on handwritten digits and looks inside it:
 its filters, its feature maps and its mistakes.
 
-Text: chapters/cnn.md. Ports 000 §3.3/§4.3, 001 §3.3 and 002 §3.3/§4.2
-(see SEEDS.md).
+Text: chapters/cnn.md. Ports 000 §3.3/§4.3, 001 §3.3 and 002 §3.3/§4.2.
 """
 from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
 
 import keras
 import numpy as np
@@ -17,7 +20,8 @@ import tensorflow as tf
 from keras import layers
 from matplotlib.figure import Figure
 
-from tfguide import cli, datasets, plotting
+from tfguide import chapters, cli, datasets, plotting
+from tfguide.bench import Workload, synthetic_images
 from tfguide.config import Config
 from tfguide.results import EpochTimer, Experiment
 
@@ -25,6 +29,8 @@ PADDINGS = ("valid", "same")
 
 
 # --- From scratch -------------------------------------------------------------------
+# Code between [start:…]/[end:…] markers is shown in chapters/cnn.md; after editing it,
+# refresh the text with python -m tfguide.excerpts chapters/cnn.md.
 # [start:padding]
 def same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
     """TensorFlow's 'same' padding along one axis: (before, after).
@@ -160,7 +166,140 @@ def build_model(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
 # [end:keras]
 
 
+# [start:compile]
+def compile_model(input_shape: tuple[int, ...], num_classes: int,
+                  learning_rate: float) -> keras.Model:
+    """Build the CNN and compile it for integer labels 0 … num_classes − 1."""
+    model = build_model(input_shape, num_classes)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy",  # −log p(true class), integer labels
+                  metrics=["accuracy"])
+    return model
+# [end:compile]
+
+
+# [start:train]
+def train(model: keras.Model, train_ds, val_ds, epochs: int, callbacks=()):
+    """Fit the compiled model on `train_ds`, scoring it on `val_ds` after every epoch."""
+    return model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=list(callbacks))
+
+
+def evaluate(model: keras.Model, test_ds, x_test: np.ndarray, batch_size: int):
+    """Return the test loss and accuracy by name, and the predicted class of each test image."""
+    scores = model.evaluate(test_ds, verbose=0, return_dict=True)  # {"loss": …, "accuracy": …}
+    probs = model.predict(x_test, batch_size=batch_size, verbose=0)  # (n_test, num_classes)
+    return scores, np.argmax(probs, axis=1)  # (n_test,)
+# [end:train]
+
+
+# --- What others borrow: bench -------------------------------------------------------
+def bench_workload(quick: bool, seed: int) -> Workload:
+    """The CNN on random MNIST-shaped images, for `python -m tfguide bench`."""
+    defaults = chapters.get("cnn")
+    shape = (28, 28, 1)
+    x, y = synthetic_images(shape, 4096 if quick else 16384, 10, seed)
+    return Workload(build=lambda: compile_model(shape, 10, defaults.learning_rate), x=x, y=y,
+                    batch_size=defaults.batch_size,
+                    note=f"build_model({shape}) on {len(x)} random MNIST-shaped images")
+
+
+def _epochs_to_target(model: keras.Model, fit_args: dict, test: tuple, target: float,
+                      max_epochs: int) -> dict:
+    """Train one epoch at a time until the test accuracy reaches `target`; time the training."""
+    seconds, reached, accuracy = 0.0, None, 0.0
+    for epoch in range(1, max_epochs + 1):
+        start = time.perf_counter()
+        model.fit(**fit_args, epochs=1, verbose=0)
+        seconds += time.perf_counter() - start
+        accuracy = model.evaluate(*test, verbose=0, return_dict=True)["accuracy"]
+        if accuracy >= target:
+            reached = epoch
+            break
+    return {"seconds": seconds if reached else None, "steps": reached, "value": float(accuracy)}
+
+
+def bench_race(quick: bool, seed: int, build: Callable | None = None) -> dict:
+    """The CNN on the digits to 97% test accuracy: this chapter's recipe vs keras.io's.
+
+    Both recipes train the same `build_model` on the shipped digits for at most
+    30 epochs and score it on the test set after each; `seconds` is the training
+    time until the target is first reached (None if never), `steps` the epochs.
+    The digits are small, so `quick` changes nothing. `build(make, *args)`
+    builds each model: `python -m tfguide bench` passes its `Runtime.build`
+    (strategy and --jit); by default `make(*args)`, with Keras's own XLA
+    choice (on for a single GPU, off on a CPU, like --jit auto).
+    """
+    target, max_epochs = 0.97, 30
+    build = build or (lambda make, *args: make(*args))
+    data = datasets.load("digits")
+    defaults = chapters.get("cnn")
+    one_hot = lambda y: keras.utils.to_categorical(y, data.num_classes)  # noqa: E731
+
+    def keras_io(input_shape, num_classes):  # categorical cross-entropy on one-hot labels
+        model = build_model(input_shape, num_classes)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy",
+                      metrics=["accuracy"])
+        return model
+
+    keras.utils.set_random_seed(seed)
+    reference = _epochs_to_target(
+        build(keras_io, data.input_shape, data.num_classes),
+        dict(x=data.x_train, y=one_hot(data.y_train), batch_size=128, shuffle=True),
+        (data.x_test, one_hot(data.y_test)), target, max_epochs)
+    keras.utils.set_random_seed(seed)
+    ours = _epochs_to_target(
+        build(compile_model, data.input_shape, data.num_classes, defaults.learning_rate),
+        dict(x=datasets.pipeline(data.x_train, data.y_train, defaults.batch_size, shuffle=True,
+                                 seed=seed)),
+        (data.x_test, data.y_test), target, max_epochs)
+    return {
+        "what": "CNN on the digits to 97% test accuracy", "metric": "test_accuracy",
+        "target": target,
+        "reference": {"recipe": "keras.io mnist_convnet: Adam 1e-3, batch 128, one-hot labels",
+                      **reference},
+        "tfguide": {"recipe": f"tfguide cnn: Adam {defaults.learning_rate:g}, batch "
+                              f"{defaults.batch_size}, integer labels, datasets.pipeline",
+                    **ours},
+    }
+
+
 # --- Run ----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Batches:
+    """The pipelines one run trains, validates and tests on."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    test: tf.data.Dataset
+    n_train: int  # images in `train`, for the throughput
+
+
+def prepare_data(cfg: Config, ex: Experiment) -> tuple[datasets.LoadedData, Batches]:
+    """Load the images (a subset of a large set under --quick) and hold out 10% for validation."""
+    data = ex.load_data()
+    if cfg.quick and len(data.x_train) > 10_000:
+        data = dataclasses.replace(data, x_train=data.x_train[:10_000],
+                                   y_train=data.y_train[:10_000], x_test=data.x_test[:2_000],
+                                   y_test=data.y_test[:2_000])
+        ex.data_info.update(train=10_000, test=2_000, subset="first 10,000/2,000 (--quick)")
+    fit_idx, val_idx = datasets.split_validation(len(data.x_train), 0.1, cfg.seed)
+    x, y = data.x_train, data.y_train
+    return data, Batches(
+        train=datasets.pipeline(x[fit_idx], y[fit_idx], cfg.batch_size, shuffle=True,
+                                seed=cfg.seed),
+        val=datasets.pipeline(x[val_idx], y[val_idx], cfg.batch_size),
+        test=datasets.pipeline(data.x_test, data.y_test, cfg.batch_size),
+        n_train=len(fit_idx))
+
+
+def check_from_scratch(ex: Experiment, model: keras.Model, x_test: np.ndarray) -> None:
+    """Compare conv2d and max_pool2d with tf.nn on real test images and the model's own kernel."""
+    kernel = tf.constant(model.get_layer("conv1").kernel.numpy(), tf.float32)  # (3, 3, c, 32)
+    crop = tf.constant(x_test[:4, :10, :10, :])  # (4, ≤10, ≤10, c): the loops are slow
+    conv_err, pool_err = check_against_tf(crop, kernel)
+    ex.log(conv_max_abs_err=conv_err, pool_max_abs_err=pool_err)
+
+
 def feature_maps_figure(image: np.ndarray, maps: dict[str, np.ndarray], title: str,
                         channels: int = 12) -> Figure:
     """Draw one input image and the first `channels` feature maps of each layer, a row each."""
@@ -178,70 +317,49 @@ def feature_maps_figure(image: np.ndarray, maps: dict[str, np.ndarray], title: s
     return fig
 
 
-def run(cfg: Config) -> dict:
-    """Check conv2d/max_pool2d against tf.nn, train the CNN, evaluate and draw it."""
-    with Experiment(cfg) as ex:
-        data = ex.load_data()
-        x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
-        if cfg.quick and len(x_train) > 10_000:  # --quick on a large set: a subset
-            x_train, y_train, x_test, y_test = x_train[:10_000], y_train[:10_000], \
-                x_test[:2_000], y_test[:2_000]
-            ex.data_info.update(train=10_000, test=2_000, subset="first 10,000/2,000 (--quick)")
-        order = np.random.default_rng(cfg.seed).permutation(len(x_train))
-        n_val = len(x_train) // 10  # hold out 10% of the training set for validation
-        val, fit_idx = order[:n_val], order[n_val:]
-        train_ds = datasets.pipeline(x_train[fit_idx], y_train[fit_idx], cfg.batch_size,
-                                     shuffle=True, seed=cfg.seed)
-        val_ds = datasets.pipeline(x_train[val], y_train[val], cfg.batch_size)
-        test_ds = datasets.pipeline(x_test, y_test, cfg.batch_size)
+def draw(ex: Experiment, model: keras.Model, data: datasets.LoadedData, history: dict,
+         y_pred: np.ndarray) -> None:
+    """Save the curves, the learned filters, feature maps, confusion matrix and mistakes."""
+    ex.save_figure(plotting.history_curves(history, f"CNN on {data.name}"), "training_curves")
+    kernel = model.get_layer("conv1").kernel.numpy()  # (3, 3, c_in, 32)
+    filters = np.transpose(kernel, (3, 0, 1, 2))  # (32, 3, 3, c_in)
+    ex.save_figure(plotting.image_grid(filters, ncols=8, title="First-layer filters (3×3)"),
+                   "filters")
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in ("conv1", "conv2")])
+    maps = [np.asarray(m[0], np.float32) for m in probe(data.x_test[:1], training=False)]
+    ex.save_figure(feature_maps_figure(
+        data.x_test[0], dict(zip(("conv1", "conv2"), maps)),
+        f"Feature maps of a test image (label {data.classes[data.y_test[0]]})"), "feature_maps")
+    accuracy = np.mean(y_pred == data.y_test)
+    ex.save_figure(plotting.confusion_matrix(data.y_test, y_pred, data.classes,
+                                             f"Test set: {accuracy:.2%} correct"),
+                   "confusion_matrix")
+    mistakes = plotting.misclassified(data.x_test, data.y_test, y_pred, data.classes)
+    if mistakes is not None:
+        ex.save_figure(mistakes, "misclassified")
 
-        # [start:train]
-        with ex.strategy.scope():
-            model = build_model(data.input_shape, data.num_classes)
-            model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                          loss="sparse_categorical_crossentropy",  # integer labels 0..9
-                          metrics=["accuracy"], jit_compile=ex.runtime.jit)
-        timer = EpochTimer(len(fit_idx))
-        history = ex.fit(model, train_ds, cfg.epochs, validation_data=val_ds,
-                         callbacks=[timer])
-        test = ex.evaluate(model, test_ds)  # {"loss": ..., "accuracy": ...}
-        # [end:train]
-        probs = ex.predict(model, datasets.pipeline(x_test, batch_size=cfg.batch_size))
-        y_pred = np.argmax(probs, axis=1)
+
+def run(cfg: Config) -> dict:
+    """Check conv2d/max_pool2d against tf.nn, train the CNN, evaluate it, draw what it learned."""
+    with Experiment(cfg) as ex:
+        data, batches = prepare_data(cfg, ex)
+        model = ex.runtime.build(compile_model, data.input_shape, data.num_classes,
+                                 cfg.learning_rate)
+        check_from_scratch(ex, model, data.x_test)
+
+        timer = EpochTimer(batches.n_train)
+        history = train(model, batches.train, batches.val, cfg.epochs,
+                        callbacks=ex.callbacks() + [timer])
         ex.save_model(model)
 
-        # From scratch vs tf.nn, on real test images and the trained first-layer kernel.
-        kernel = tf.constant(model.get_layer("conv1").kernel.numpy(), tf.float32)
-        crop = tf.constant(x_test[:4, :10, :10, :])  # (4, ≤10, ≤10, c): the loops are slow
-        conv_err, pool_err = check_against_tf(crop, kernel)
-
+        test, y_pred = evaluate(model, batches.test, data.x_test, cfg.batch_size)
         ex.log(test_accuracy=test["accuracy"], test_loss=test["loss"],
                val_accuracy=history.history["val_accuracy"][-1],
                train_accuracy=history.history["accuracy"][-1],
-               train_samples_per_s=timer.samples_per_s(),
-               conv_max_abs_err=conv_err, pool_max_abs_err=pool_err,
-               params=model.count_params(), test_errors=int(np.sum(y_pred != y_test)))
+               train_samples_per_s=timer.samples_per_s(), params=model.count_params(),
+               test_errors=int(np.sum(y_pred != data.y_test)))
 
-        # Figures: curves, filters, feature maps, confusion matrix, mistakes.
-        ex.save_figure(plotting.history_curves(history.history, f"CNN on {data.name}"),
-                       "training_curves")
-        filters = np.transpose(kernel.numpy(), (3, 0, 1, 2))  # (32, kh, kw, c_in)
-        ex.save_figure(plotting.image_grid(filters, ncols=8, title="First-layer filters (3×3)"),
-                       "filters")
-        probe = keras.Model(model.input, [model.get_layer(n).output for n in ("conv1", "conv2")])
-        maps = [np.asarray(m[0], np.float32) for m in probe(x_test[:1], training=False)]
-        ex.save_figure(feature_maps_figure(
-            x_test[0], dict(zip(("conv1", "conv2"), maps)),
-            f"Feature maps of a test image (label {data.classes[y_test[0]]})"), "feature_maps")
-        ex.save_figure(plotting.confusion_matrix(
-            y_test, y_pred, data.classes, f"Test set: {test['accuracy']:.2%} correct"),
-            "confusion_matrix")
-        wrong = np.flatnonzero(y_pred != y_test)[:16]
-        if len(wrong):
-            ex.save_figure(plotting.image_grid(
-                x_test[wrong], [f"{data.classes[y_test[i]]} → {data.classes[y_pred[i]]}"
-                                for i in wrong], ncols=8, title="Misclassified (true → predicted)"),
-                "misclassified")
+        draw(ex, model, data, history.history, y_pred)
     return ex.metrics
 
 
