@@ -162,3 +162,120 @@ def test_quick_path_executes_in_a_kernel(tmp_path, monkeypatch):
     assert run["status"] == "ok" and run["config"]["quick"]
     assert run["metrics"]["param_error"] < 1e-3 and run["metrics"]["keras_param_error"] < 1e-3
     assert len(pictures) == len(list(result.parent.glob("figures/*.png"))) >= 1
+
+
+# --- Never losing what you wrote ------------------------------------------------------
+def write_cli(*args):
+    """Run `notebook ARGS` in this process; return its exit status."""
+    try:
+        notebook.main(list(args))
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
+def edit_source(nb):
+    nb["cells"][0]["source"] = "# my notes\n" + "".join(nb["cells"][0]["source"])
+
+
+def add_output(nb):  # the notebook was run and saved
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["42\n"]}]
+    cell["execution_count"] = 1
+
+
+def drop_record(nb):  # written by a tfguide that kept no record of its cells
+    del nb["metadata"]["tfguide"]["cells_sha256"]
+
+
+def not_tfguide(nb):  # a notebook of the same name from elsewhere
+    del nb["metadata"]["tfguide"]
+
+
+def test_rewrites_its_own_unchanged_notebook(tmp_path, capsys):
+    name = NAMES[0]
+    assert write_cli(name, "--out", str(tmp_path)) == 0
+    first = (tmp_path / f"{name}.ipynb").read_text()
+    # Metadata a viewer adds on opening (no change to cells) does not count as an edit.
+    nb = json.loads(first)
+    nb["metadata"]["widgets"] = {}
+    nb["cells"][0].setdefault("metadata", {})["collapsed"] = False
+    (tmp_path / f"{name}.ipynb").write_text(json.dumps(nb))
+    assert write_cli(name, "--out", str(tmp_path)) == 0
+    assert (tmp_path / f"{name}.ipynb").read_text() == first
+    assert [p.name for p in tmp_path.iterdir()] == [f"{name}.ipynb"], "no temporary files left"
+
+
+@pytest.mark.parametrize("change", [edit_source, add_output, drop_record, not_tfguide])
+def test_a_changed_notebook_is_kept_unless_forced(change, tmp_path, capsys):
+    name = NAMES[0]
+    path = tmp_path / f"{name}.ipynb"
+    notebook.write(name, tmp_path)
+    nb = json.loads(path.read_text())
+    change(nb)
+    mine = json.dumps(nb)
+    path.write_text(mine)
+    capsys.readouterr()
+    assert write_cli(name, "--out", str(tmp_path)) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"tfguide: error: {path} ")
+    assert line.endswith("add --force to replace it")
+    assert path.read_text() == mine
+    assert write_cli(name, "--out", str(tmp_path), "--force") == 0
+    assert path.read_text() != mine
+    assert write_cli(name, "--out", str(tmp_path)) == 0, "after --force it is tfguide's again"
+
+
+@pytest.mark.parametrize("kind", ["text", "not json", "a link", "a folder"])
+def test_other_files_in_the_way_are_kept(kind, tmp_path, capsys):
+    name = NAMES[0]
+    path, elsewhere = tmp_path / "nb" / f"{name}.ipynb", tmp_path / "mine.txt"
+    path.parent.mkdir()
+    elsewhere.write_text("keep me")
+    if kind == "a link":
+        path.symlink_to(elsewhere)
+    elif kind == "a folder":
+        path.mkdir()
+    else:
+        path.write_text("keep me" if kind == "text" else '["not", "a notebook"]')
+    before = path.read_text() if path.is_file() else None
+    assert write_cli(name, "--out", str(path.parent)) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    assert (path.read_text() if path.is_file() else None) == before
+    forced = write_cli(name, "--out", str(path.parent), "--force")
+    assert elsewhere.read_text() == "keep me", "a link is replaced, never written through"
+    if kind == "a folder":
+        assert forced == 2 and path.is_dir(), "a folder is never replaced"
+    else:
+        assert forced == 0 and not path.is_symlink()
+        assert json.loads(path.read_text())["metadata"]["tfguide"]["chapter"] == name
+
+
+def test_all_refuses_before_writing_any(tmp_path, capsys):
+    last = tmp_path / f"{NAMES[-1]}.ipynb"
+    last.write_text("my own notes")
+    assert write_cli("all", "--out", str(tmp_path)) == 2
+    assert [p.name for p in tmp_path.iterdir()] == [last.name]
+    assert last.read_text() == "my own notes"
+
+
+@pytest.mark.parametrize("out,needle", [
+    ("{tmp}/file/sub", "a part of the path is a file"),
+    ("{tmp}/file", "not a file"),
+    ("/proc/tfguide-notebooks", "a folder cannot be made there"),
+    ("{tmp}/" + "x" * 300, "the name is too long"),
+    ("", "a folder name"),
+    ("{tmp}/locked", "permission denied"),
+])
+def test_an_impossible_out_is_one_line_exit_2(out, needle, tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("keep me")
+    (tmp_path / "locked").mkdir()
+    real_access = notebook.os.access
+    monkeypatch.setattr(notebook.os, "access",  # as a non-root user sees a read-only folder
+                        lambda p, mode: real_access(p, mode) and "locked" not in str(p))
+    capsys.readouterr()
+    assert write_cli(NAMES[0], "--out", out.format(tmp=tmp_path)) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("tfguide: error: --out must be a folder") and needle in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "locked"]
+    assert not list((tmp_path / "locked").iterdir())

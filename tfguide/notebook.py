@@ -1,7 +1,9 @@
 """Turn a chapter into a Jupyter notebook: its text as Markdown cells, its code as code cells.
 
-`python -m tfguide notebook NAME [--out DIR]` writes `DIR/NAME.ipynb` (default
-`notebooks/`; NAME `all` writes every chapter). The notebook is made from two things that
+`python -m tfguide notebook NAME [--out DIR] [--force]` writes `DIR/NAME.ipynb` (default
+`notebooks/`; NAME `all` writes every chapter). It rewrites a notebook it wrote itself, but
+refuses to replace one you have changed (edited or run and saved cells), or any other file,
+unless you add `--force`. The notebook is made from two things that
 already exist, so it cannot drift from them: the chapter text (`chapters/NAME.md`, split at
 its `## ` sections) and the chapter module. Each code excerpt the text shows becomes a code
 cell holding the module's current source between its `# [start:...]` / `# [end:...]`
@@ -15,6 +17,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import errno
+import hashlib
+import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -192,23 +198,115 @@ def build(name: str):
     return nb
 
 
-def write(name: str, out: Path) -> Path:
-    """Write chapter `name`'s notebook to `out/NAME.ipynb` and return the path."""
+# --- Writing it without losing your changes ------------------------------------------
+class WouldOverwrite(Exception):
+    """The notebook's path holds a file tfguide did not write, or one changed since."""
+
+
+def cells_hash(cells: list) -> str:
+    """Return a hash of what a reader changes in a notebook: each cell's kind, source, outputs."""
+    def source(cell):
+        text = cell.get("source", "")
+        return "".join(text) if isinstance(text, list) else text  # files store lists of lines
+
+    seen = [[c.get("cell_type"), source(c), c.get("outputs", [])] for c in cells]
+    return hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()
+
+
+def check_target(path: Path, force: bool = False) -> None:
+    """Refuse to replace a file at `path` unless tfguide wrote it unchanged (or `force`).
+
+    A notebook records the hash of the cells it was written with; running cells and saving
+    (outputs), or editing them, changes that hash.
+
+    Raises:
+        WouldOverwrite: one line naming the file, why it is kept, and what to do.
+    """
+    if path.is_dir() and not path.is_symlink():
+        raise WouldOverwrite(f"{path} is a folder; move it away or give another --out")
+    if force or not os.path.lexists(path):
+        return
+    if path.is_symlink():
+        why = "is a link"
+    elif not path.is_file():
+        why = "is not a regular file"
+    elif path.stat().st_size > 64 << 20:
+        why = "is far larger than a notebook tfguide writes"
+    else:
+        try:
+            nb = json.loads(path.read_text(encoding="utf-8"))
+            kept = nb["metadata"]["tfguide"].get("cells_sha256")
+            why = ("has no record of the cells tfguide wrote (an older tfguide made it)"
+                   if kept is None else None if kept == cells_hash(nb["cells"]) else
+                   "has changed since tfguide wrote it")
+        except (OSError, ValueError, LookupError, TypeError, AttributeError, RecursionError):
+            why = "was not written by tfguide"
+    if why:
+        raise WouldOverwrite(f"{path} {why}; move it away, or add --force to replace it")
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write `text` to `path` at once: a new file renamed over the old (never through a link)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write(name: str, out: Path, force: bool = False) -> Path:
+    """Write chapter `name`'s notebook to `out/NAME.ipynb` and return the path.
+
+    Raises:
+        WouldOverwrite: a file is there that tfguide did not write or that was changed
+            (unless `force`).
+    """
     nbformat = _nbformat()
     nb = build(name)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.ipynb"
-    nbformat.write(nb, str(path))
+    nb.metadata.tfguide["cells_sha256"] = cells_hash(nb.cells)
+    path = Path(out) / f"{name}.ipynb"
+    check_target(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = nbformat.writes(nb)
+    replace_file(path, text if text.endswith("\n") else text + "\n")
+    return path
+
+
+def writable_folder(flag: str, text: str) -> Path:
+    """Return `text` as a folder this user can write in, made if missing.
+
+    Raises:
+        cli.UsageError: one line saying why not (a file in the way, no permission, a name
+            too long for the file system, ...).
+    """
+    try:
+        path = cli.output_folder(flag, text)
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "permission denied")
+    except OSError as err:
+        why = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.EROFS: "the file system is read-only",
+               errno.ENAMETOOLONG: "the name is too long for the file system",
+               errno.ENOTDIR: "a part of the path is a file",
+               errno.ENOENT: "a folder cannot be made there"}.get(err.errno, err.strerror)
+        raise cli.bad_value(flag, text, f"a folder you can write in ({why})") from None
     return path
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    """Parse and validate `notebook NAME|all [--out DIR]`."""
+    """Parse and validate `notebook NAME|all [--out DIR] [--force]`."""
     parser = cli.Parser("python -m tfguide notebook", "Write a chapter as a Jupyter notebook.")
     parser.add_argument("name", nargs="?", help="a chapter name, or `all`")
     parser.add_argument("--out", metavar="DIR", default="notebooks",
                         help="folder for NAME.ipynb (default notebooks/)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace NAME.ipynb even if you changed it (or tfguide did not "
+                        "write it)")
     args = parser.parse_args(list(argv))
     if args.name is None:
         raise cli.UsageError("a chapter name (or `all`) is needed. Known chapters: "
@@ -216,23 +314,28 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     if args.name != "all" and args.name not in chapters.BY_NAME:
         raise cli.UsageError(f"Unknown chapter {args.name!r}. Known chapters: "
                              + ", ".join(chapters.BY_NAME) + " (or `all`).")
-    args.out = cli.output_folder("--out", args.out)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m tfguide notebook NAME|all [--out DIR]`."""
+    """`python -m tfguide notebook NAME|all [--out DIR] [--force]`."""
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
     except cli.UsageError as err:
         cli.fail(str(err), 2)
-    out = args.out
     names = list(chapters.BY_NAME) if args.name == "all" else [args.name]
     try:
         _nbformat()
+        out = writable_folder("--out", args.out)
+        for name in names:  # refuse before writing any
+            check_target(out / f"{name}.ipynb", args.force)
         for name in names:
-            print(f"wrote {write(name, out)}")
+            print(f"wrote {write(name, out, args.force)}")
     except MissingExtra as err:
         cli.fail(str(err), 1)
-    except FileNotFoundError as err:
+    except (cli.UsageError, WouldOverwrite) as err:
+        cli.fail(str(err), 2)
+    except FileNotFoundError as err:  # a chapter without its text
         cli.fail(str(err), 1)
+    except OSError as err:  # a disk that is full, a folder removed meanwhile
+        cli.fail(f"could not write the notebook: {err}", 1)
