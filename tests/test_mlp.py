@@ -9,16 +9,11 @@ import pytest
 from tests.conftest import USER_DATA_DIR
 from tfguide import cli, datasets
 from tfguide.chapters import mlp
-from tests.conftest import run_quick
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    return run_quick(mlp, tmp_path_factory)
+from tfguide.results import Experiment
 
 
 def test_quick_run_learns_the_digits_and_the_control_does_not(quick_run):
-    metrics, _ = quick_run
+    metrics, _ = quick_run("mlp")
     assert metrics["test_accuracy"] >= 0.95
     assert metrics["val_accuracy"] >= 0.9
     assert metrics["shuffled_label_accuracy"] <= metrics["chance_accuracy"] + 0.1
@@ -26,11 +21,9 @@ def test_quick_run_learns_the_digits_and_the_control_does_not(quick_run):
     assert metrics["scratch_test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-3)
 
 
-def test_quick_run_writes_its_files_and_the_model_reloads(quick_run):
-    metrics, run_dir = quick_run
+def test_quick_run_draws_the_control_and_the_model_reloads(quick_run):
+    metrics, run_dir = quick_run("mlp")
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["chapter"] == "mlp" and results["status"] == "ok"
-    assert results["metrics"] == pytest.approx(metrics)
     assert results["data"]["name"] == "digits" and results["data"]["source"] == "offline-standin"
     figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
     assert {"training_curves", "control", "confusion_matrix", "misclassified"} <= figures
@@ -43,6 +36,38 @@ def test_quick_run_writes_its_files_and_the_model_reloads(quick_run):
     assert np.mean(probs.argmax(axis=1) == data.y_test) == pytest.approx(
         metrics["test_accuracy"], abs=1e-6)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_validation_is_the_shared_floor_split(tmp_path):
+    cfg = cli.parse("mlp", ["--quick", "--out", str(tmp_path)])
+    with Experiment(cfg) as ex:
+        splits = mlp.prepare_data(cfg, ex)
+    n_val = len(splits.data.x_train) // 10
+    assert len(splits.x_train) == len(splits.data.x_train) - n_val
+    assert sum(len(y) for _, y in splits.val_ds) == n_val
+
+
+def test_fit_and_evaluate_are_keras_fit_evaluate_predict():
+    keras.utils.set_random_seed(0)
+    data = datasets.load("digits")
+    x, y = data.x_train[:256], data.y_train[:256]
+    model = mlp.new_model(data.input_shape, data.num_classes, 1e-3)
+    history = mlp.fit_model(model, datasets.pipeline(x, y, 64), datasets.pipeline(x, y, 64),
+                            epochs=2)
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert history["loss"][1] < history["loss"][0]
+    test, probs = mlp.evaluate_model(model, x, y)
+    assert probs.shape == (256, 10)
+    assert test["accuracy"] == pytest.approx(np.mean(probs.argmax(axis=1) == y), abs=1e-6)
+    assert test["loss"] == pytest.approx(mlp.sparse_cross_entropy(y, probs), rel=1e-4)
+
+
+def test_bench_workload_times_the_chapter_model():
+    work = mlp.bench_workload(quick=True, seed=0)
+    assert work.x.shape == (4096, 28, 28, 1) and work.batch_size == 64
+    model = work.build()
+    assert model.compiled and model.name == "mlp"
+    assert model.output_shape == (None, 10)
 
 
 @pytest.mark.parametrize("input_shape", [(8, 8, 1), (28, 28, 1), (4, 4, 3)])

@@ -6,15 +6,17 @@ shipped 8x8 digits). The forward pass is also written out by hand and must give
 Keras's predictions; the same network trained on shuffled labels is the control
 that shows what "learning nothing" looks like.
 
-Text: chapters/mlp.md. Ports 001 §3.1, 002 §3.2/§4.1 and 003 §5.1 (see SEEDS.md).
+Text: chapters/mlp.md. Ports 001 §3.1, 002 §3.2/§4.1 and 003 §5.1 of the source documents.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import keras
 import numpy as np
 from keras import layers
 
-from tfguide import cli, datasets, plotting
+from tfguide import bench, cli, datasets, plotting
 from tfguide.config import Config
 from tfguide.results import Experiment
 
@@ -22,6 +24,8 @@ HIDDEN = (256, 128)  # units in each hidden layer
 
 
 # --- From scratch -------------------------------------------------------------------
+# Code between [start:…]/[end:…] markers is shown in chapters/mlp.md; after editing it,
+# refresh the text with python -m tfguide.excerpts chapters/mlp.md.
 # [start:scratch]
 def mlp_forward(weights: list, x: np.ndarray) -> np.ndarray:
     """Run the network by hand: flatten, ReLU(h·W + b) per hidden layer, then softmax.
@@ -69,89 +73,127 @@ def build_model(input_shape: tuple, num_classes: int, hidden: tuple = HIDDEN,
     return model
 
 
-def compile_model(model: keras.Model, learning_rate: float, jit: bool) -> keras.Model:
+def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
     """Adam and the sparse cross-entropy, which takes integer labels as they are."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=jit)
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 # [end:keras]
 
 
+# [start:fit]
+def fit_model(model: keras.Model, train_ds, val_ds, epochs: int, callbacks=()) -> dict:
+    """Train with `fit`; return the loss and accuracy per epoch, training and validation."""
+    history = model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=callbacks)
+    return history.history  # {"loss": [...], "accuracy": [...], "val_loss": [...], ...}
+
+
+def evaluate_model(model: keras.Model, x_test, y_test):
+    """Return the test loss and accuracy by name, and every test image's class probabilities."""
+    test = model.evaluate(x_test, y_test, verbose=0, return_dict=True)  # {"loss", "accuracy"}
+    probs = model.predict(x_test, verbose=0)  # (n, classes)
+    return test, probs
+# [end:fit]
+
+
+def new_model(input_shape: tuple, num_classes: int, learning_rate: float) -> keras.Model:
+    """A fresh compiled MLP: what `Runtime.build` calls in the run's strategy scope."""
+    return compile_model(build_model(input_shape, num_classes), learning_rate)
+
+
+def bench_workload(quick: bool, seed: int) -> bench.Workload:
+    """The chapter's model on random MNIST-shaped images, for `python -m tfguide bench`."""
+    shape = (28, 28, 1)
+    x, y = bench.synthetic_images(shape, 4096 if quick else 16384, 10, seed)
+    return bench.Workload(build=lambda: new_model(shape, 10, 1e-3), x=x, y=y, batch_size=64,
+                          note=f"build_model({shape}) on {len(x)} random MNIST-shaped images")
+
+
 # --- Run ------------------------------------------------------------------------------
-def split(x, y, fraction: float, seed: int):
-    """Hold out a random `fraction` of (x, y) for validation."""
-    order = np.random.default_rng(seed).permutation(len(x))
-    n_val = int(round(fraction * len(x)))
-    val, train = order[:n_val], order[n_val:]
-    return x[train], y[train], x[val], y[val]
+class Splits(NamedTuple):
+    data: datasets.LoadedData  # the loaded set: test arrays, shape, class names, source
+    x_train: np.ndarray  # the 90 % the network trains on, (n, h, w, c)
+    y_train: np.ndarray  # (n,)
+    val_ds: object  # the held-out 10 %, a tf.data.Dataset of (x, y) batches
+
+
+def prepare_data(cfg: Config, ex: Experiment) -> Splits:
+    """Load the images and hold out 10 % of the training set for validation."""
+    data = ex.load_data()
+    train_idx, val_idx = datasets.split_validation(len(data.x_train), 0.1, cfg.seed)
+    val_ds = datasets.pipeline(data.x_train[val_idx], data.y_train[val_idx], cfg.batch_size)
+    return Splits(data, data.x_train[train_idx], data.y_train[train_idx], val_ds)
+
+
+def train(cfg: Config, ex: Experiment, splits: Splits, labels: np.ndarray, tag: str = ""):
+    """Build a fresh MLP and fit it to `labels` (the real ones, or the control's)."""
+    model = ex.runtime.build(new_model, splits.data.input_shape, splits.data.num_classes,
+                             cfg.learning_rate)
+    batches = datasets.pipeline(splits.x_train, labels, cfg.batch_size, shuffle=True,
+                                seed=cfg.seed)
+    return model, fit_model(model, batches, splits.val_ds, cfg.epochs, ex.callbacks(tag))
+
+
+def evaluate(ex: Experiment, splits: Splits, model: keras.Model, history: dict,
+             control: keras.Model, control_history: dict) -> np.ndarray:
+    """Test both models, check the forward pass by hand; return the predicted classes."""
+    x_test, y_test = splits.data.x_test, splits.data.y_test
+    test, probs = evaluate_model(model, x_test, y_test)
+    control_test, _ = evaluate_model(control, x_test, y_test)
+    ours = mlp_forward(dense_weights(model), x_test)  # the same network, by hand
+    ex.log(
+        test_accuracy=test["accuracy"],
+        test_loss=test["loss"],
+        val_accuracy=history["val_accuracy"][-1],
+        train_accuracy=history["accuracy"][-1],
+        shuffled_label_accuracy=control_test["accuracy"],
+        shuffled_label_train_accuracy=control_history["accuracy"][-1],
+        chance_accuracy=np.max(np.bincount(y_test)) / len(y_test),
+        forward_max_abs_err=np.max(np.abs(ours - probs)),
+        scratch_test_loss=sparse_cross_entropy(y_test, ours),
+        parameters=model.count_params(),
+    )
+    return probs.argmax(axis=1)
+
+
+def draw(ex: Experiment, splits: Splits, history: dict, control_history: dict,
+         y_pred: np.ndarray) -> None:
+    """Training curves, real vs shuffled labels, the confusion matrix, the mistakes."""
+    data, epochs = splits.data, len(history["loss"])
+    ex.save_figure(plotting.history_curves(history, f"MLP on {data.name}"), "training_curves")
+    ex.save_figure(plotting.line_plot(
+        {"real labels, train": history["accuracy"],
+         "real labels, validation": history["val_accuracy"],
+         "shuffled labels, train": control_history["accuracy"],
+         "shuffled labels, validation": control_history["val_accuracy"]},
+        xlabel="epoch", ylabel="accuracy", x=np.arange(1, epochs + 1),
+        title="Real labels vs the shuffled-label control"), "control")
+    ex.save_figure(plotting.confusion_matrix(
+        data.y_test, y_pred, data.classes,
+        title=f"Test set, {ex.metrics['test_accuracy']:.1%} correct"), "confusion_matrix")
+    mistakes = plotting.misclassified(data.x_test, data.y_test, y_pred, data.classes)
+    if mistakes is not None:
+        ex.save_figure(mistakes, "misclassified")
 
 
 def run(cfg: Config) -> dict:
     """Train the MLP on real labels and, as the control, on shuffled ones."""
     with Experiment(cfg) as ex:
-        data = ex.load_data()
-        x_train, y_train, x_val, y_val = split(data.x_train, data.y_train, 0.1, cfg.seed)
-        x_test, y_test = data.x_test, data.y_test
-        val = datasets.pipeline(x_val, y_val, cfg.batch_size)
-
-        def train(labels, tag: str = ""):
-            with ex.strategy.scope():
-                model = compile_model(build_model(data.input_shape, data.num_classes),
-                                      cfg.learning_rate, ex.runtime.jit)
-            batches = datasets.pipeline(x_train, labels, cfg.batch_size, shuffle=True,
-                                        seed=cfg.seed)
-            history = ex.fit(model, batches, cfg.epochs, validation_data=val, tag=tag)
-            return model, history.history
-
+        splits = prepare_data(cfg, ex)
+        data = splits.data
         print(f"MLP {data.input_shape} -> {' -> '.join(map(str, HIDDEN))} -> "
-              f"{data.num_classes} on {data.name}: {len(x_train)} training images")
-        model, history = train(y_train)
-        test = ex.evaluate(model, (x_test, y_test))  # {"loss": ..., "accuracy": ...}
-        probs = ex.predict(model, x_test)  # (n, classes)
-        y_pred = probs.argmax(axis=1)
-        ours = mlp_forward(dense_weights(model), x_test)  # the same network, by hand
+              f"{data.num_classes} on {data.name}: {len(splits.x_train)} training images")
+        model, history = train(cfg, ex, splits, splits.y_train)
         ex.save_model(model)
 
         # The control: the same model and recipe, but every label shuffled among the
         # training images, so nothing links an image to its label.
         print("Control: the same model trained on shuffled labels")
-        shuffled = np.random.default_rng(cfg.seed + 1).permutation(y_train)
-        control, control_history = train(shuffled, tag="shuffled")
-        control_accuracy = ex.evaluate(control, (x_test, y_test))["accuracy"]
+        shuffled = np.random.default_rng(cfg.seed + 1).permutation(splits.y_train)
+        control, control_history = train(cfg, ex, splits, shuffled, tag="shuffled")
 
-        ex.log(
-            test_accuracy=test["accuracy"],
-            test_loss=test["loss"],
-            val_accuracy=history["val_accuracy"][-1],
-            train_accuracy=history["accuracy"][-1],
-            shuffled_label_accuracy=control_accuracy,
-            shuffled_label_train_accuracy=control_history["accuracy"][-1],
-            chance_accuracy=np.max(np.bincount(y_test)) / len(y_test),
-            forward_max_abs_err=np.max(np.abs(ours - probs)),
-            scratch_test_loss=sparse_cross_entropy(y_test, ours),
-            parameters=model.count_params(),
-        )
-
-        # Figures.
-        ex.save_figure(plotting.history_curves(history, f"MLP on {data.name}"),
-                       "training_curves")
-        ex.save_figure(plotting.line_plot(
-            {"real labels, train": history["accuracy"],
-             "real labels, validation": history["val_accuracy"],
-             "shuffled labels, train": control_history["accuracy"],
-             "shuffled labels, validation": control_history["val_accuracy"]},
-            xlabel="epoch", ylabel="accuracy", x=np.arange(1, cfg.epochs + 1),
-            title="Real labels vs the shuffled-label control"), "control")
-        ex.save_figure(plotting.confusion_matrix(
-            y_test, y_pred, data.classes,
-            title=f"Test set, {test['accuracy']:.1%} correct"), "confusion_matrix")
-        wrong = np.flatnonzero(y_pred != y_test)[:24]
-        if len(wrong):
-            ex.save_figure(plotting.image_grid(
-                x_test[wrong], [f"{data.classes[y_pred[i]]} (true {data.classes[y_test[i]]})"
-                                for i in wrong], ncols=8,
-                title="Misclassified test images: predicted (true)"), "misclassified")
+        y_pred = evaluate(ex, splits, model, history, control, control_history)
+        draw(ex, splits, history, control_history, y_pred)
     return ex.metrics
 
 
