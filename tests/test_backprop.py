@@ -8,16 +8,10 @@ import tensorflow as tf
 
 from tfguide import datasets
 from tfguide.chapters import backprop as bp
-from tests.conftest import run_quick
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    return run_quick(bp, tmp_path_factory)
 
 
 def test_quick_run_meets_the_thresholds(quick_run):
-    metrics, _ = quick_run
+    metrics, _ = quick_run("backprop")
     assert metrics["activation_max_abs_err"] <= 1e-6
     assert metrics["loss_max_abs_err"] <= 1e-6
     assert metrics["grad_max_rel_err"] <= 1e-6
@@ -27,13 +21,11 @@ def test_quick_run_meets_the_thresholds(quick_run):
     assert metrics["linear_test_accuracy"] <= 0.8, "a linear model cannot separate spirals"
 
 
-def test_quick_run_writes_its_files(quick_run):
-    metrics, run_dir = quick_run
+def test_quick_run_records_the_check_the_loss_and_a_model_that_reloads(quick_run):
+    _, run_dir = quick_run("backprop")
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["chapter"] == "backprop" and results["status"] == "ok"
-    assert results["metrics"] == pytest.approx(metrics)
     assert results["data"]["source"] == "synthetic" and results["data"]["name"] == "spirals"
-    assert set(results["extra"]["gradient_check"]) == {"W1", "b1", "W2", "b2"}
+    assert set(results["details"]["gradient_check"]) == {"W1", "b1", "W2", "b2"}
     figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
     assert {"decision_boundary", "loss_curve", "gradient_check"} <= figures
     losses = np.loadtxt(run_dir / "history_scratch.csv", delimiter=",", skiprows=1)[:, 1]
@@ -179,14 +171,29 @@ def test_mini_batch_training_follows_keras_fit_step_for_step():
                               tf.constant(0), tf.constant(30))
     assert losses.shape == (30,) and float(losses[-1]) < float(losses[0])
 
-    model = bp.build_model(2, 8, 2)
-    model.set_weights([params0[k].numpy() for k in ("W1", "b1", "W2", "b2")])
-    model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=bp.MOMENTUM),
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True, dtype="float64"))
+    model = bp.new_model(8, 0.5, start=params0)
     batches = datasets.pipeline(X, Y, 50, drop_remainder=True).repeat()
-    model.fit(batches, epochs=1, steps_per_epoch=30, shuffle=False, verbose=0)
+    bp.fit_model(model, batches, steps=30)
     for name, weights in zip(("W1", "b1", "W2", "b2"), model.get_weights()):
         np.testing.assert_allclose(weights, params[name], rtol=1e-9, atol=1e-12)
+
+
+def test_evaluate_model_reports_what_predict_shows():
+    X, y = bp.make_spirals(300, seed=6)
+    model = bp.new_model(8, 0.5, start=bp.init_params(2, 8, 2, seed=6))
+    test, logits = bp.evaluate_model(model, X, np.eye(2)[y])
+    assert logits.shape == (300, 2)
+    assert test["accuracy"] == pytest.approx(np.mean(logits.argmax(axis=1) == y), abs=1e-6)
+    Z, Y = tf.constant(logits), tf.constant(np.eye(2)[y])
+    assert test["loss"] == pytest.approx(float(bp.cross_entropy_from_logits(Y, Z)), rel=1e-6)
+
+
+def test_bench_workload_times_the_chapter_network_in_float32():
+    work = bp.bench_workload(quick=True, seed=0)
+    assert work.x.shape == (16384, 2) and work.y.shape == (16384, 2) and work.batch_size == 256
+    model = work.build()
+    assert model.compiled and model.get_layer("hidden").units == 64
+    assert model.get_layer("hidden").compute_dtype == "float32"
 
 
 def test_spirals_are_seeded_and_balanced():

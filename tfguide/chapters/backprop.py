@@ -9,11 +9,12 @@ spirals, which no linear model can separate. Keras trains the same network from
 the same start and has to land on the same weights.
 
 Text: chapters/backprop.md. Ports 000 §3.2/§4.2, 001 §3.2/§4, 002 §3.1.1-3.1.2 and
-003 §4.1 (see SEEDS.md).
+003 §4.1 of the source documents.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -21,7 +22,7 @@ import tensorflow as tf
 from keras import layers
 from matplotlib.figure import Figure
 
-from tfguide import cli, datasets, plotting
+from tfguide import bench, cli, datasets, plotting
 from tfguide.config import Config
 from tfguide.results import Experiment
 
@@ -30,6 +31,8 @@ MOMENTUM = float(np.float32(0.9))  # a β float32 holds exactly, so Keras's SGD 
 
 
 # --- Prepare the data ---------------------------------------------------------------
+# Code between [start:…]/[end:…] markers is shown in chapters/backprop.md; after editing it,
+# refresh the text with python -m tfguide.excerpts chapters/backprop.md.
 # [start:data]
 def make_spirals(n: int, seed: int, noise: float = 0.1, turns: float = 1.5):
     """Two interleaved spiral arms in the plane; the label says which arm a point is on."""
@@ -40,9 +43,7 @@ def make_spirals(n: int, seed: int, noise: float = 0.1, turns: float = 1.5):
     angle = t + np.pi * y  # arm 1 is arm 0 turned by half a circle
     X = r[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)  # (n, 2)
     return X + rng.normal(0.0, noise, size=X.shape), y.astype(np.int32)
-
 # [end:data]
-
 
 
 # --- From scratch: activations and losses ---------------------------------------------
@@ -272,10 +273,153 @@ def build_model(n_in: int, n_hidden: int, n_out: int, activation: str = "tanh",
         x = layers.Dense(n_hidden, activation=activation, dtype=dtype, name="hidden")(x)
     logits = layers.Dense(n_out, dtype=dtype, name="logits")(x)  # softmax lives in the loss
     return keras.Model(inputs, logits, name="two_layer_net" if n_hidden else "linear")
+
+
+def compile_model(model: keras.Model, learning_rate: float, dtype: str = "float64"):
+    """Gradient descent with momentum on the cross-entropy of the logits, one-hot targets."""
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=MOMENTUM),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True, dtype=dtype),
+                  metrics=["accuracy"])
+    return model
 # [end:keras]
 
 
+# [start:fit]
+def fit_model(model: keras.Model, batches, steps: int, callbacks=()) -> keras.callbacks.History:
+    """Take `steps` steps of `fit` on `batches`, in order, split into at most 10 epochs."""
+    epochs = math.gcd(steps, 10)
+    return model.fit(batches, epochs=epochs, steps_per_epoch=steps // epochs, shuffle=False,
+                     callbacks=callbacks)
+
+
+def evaluate_model(model: keras.Model, X_test, Y_test):
+    """Return the test loss and accuracy by name, and the logits of every test point."""
+    test = model.evaluate(X_test, Y_test, verbose=0, return_dict=True)  # {"loss", "accuracy"}
+    logits = model.predict(X_test, verbose=0)  # (n, classes)
+    return test, logits
+# [end:fit]
+
+
+def new_model(n_hidden: int, learning_rate: float, start: dict | None = None,
+              activation: str = "tanh", dtype: str = "float64") -> keras.Model:
+    """A fresh compiled network on the plane, from our start weights when given.
+
+    What `Runtime.build` calls in the run's strategy scope.
+    """
+    model = build_model(2, n_hidden, 2, activation, dtype)
+    if start is not None:
+        model.set_weights([start[k].numpy() for k in ("W1", "b1", "W2", "b2")])
+    return compile_model(model, learning_rate, dtype)
+
+
+def bench_workload(quick: bool, seed: int) -> bench.Workload:
+    """The two-layer net, in float32, on the spirals, for `python -m tfguide bench`."""
+    X, y = make_spirals(16384 if quick else 65536, seed)
+    return bench.Workload(build=lambda: new_model(64, 0.5, dtype="float32"),
+                          x=X.astype("float32"), y=np.eye(2, dtype="float32")[y],
+                          batch_size=256, note=f"2-64-2 network on {len(X)} spiral points")
+
+
 # --- Run ------------------------------------------------------------------------------
+N_HIDDEN, ACTIVATION = 32, "tanh"
+PARAMS = ("W1", "b1", "W2", "b2")
+
+
+class Spirals(NamedTuple):
+    X_train: np.ndarray  # (n, 2) points
+    y_train: np.ndarray  # (n,) arm 0 or 1
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def Y_train(self) -> np.ndarray:
+        return np.eye(2)[self.y_train]  # (n, 2) one-hot, float64
+
+    @property
+    def Y_test(self) -> np.ndarray:
+        return np.eye(2)[self.y_test]
+
+
+class Trained(NamedTuple):
+    params: dict  # our network after training
+    losses: np.ndarray  # (steps,) batch loss per step
+    model: keras.Model  # Keras's network, trained from the same start
+    linear: keras.Model  # the linear baseline
+
+
+def prepare_data(cfg: Config, ex: Experiment) -> Spirals:
+    """Draw the spirals; the second half of the points is the test set."""
+    n_train, n_test = (400, 400) if cfg.quick else (1000, 1000)
+    X, y = make_spirals(n_train + n_test, cfg.seed)
+    ex.record_data(cfg.data, "synthetic", n_train, n_test, classes=2, features=2)
+    return Spirals(X[:n_train], y[:n_train], X[n_train:], y[n_train:])
+
+
+def check_from_scratch(cfg: Config, ex: Experiment, data: Spirals, params0: dict) -> dict:
+    """Activations and losses against Keras, then the gradients three ways; log the errors."""
+    act_err, loss_err = compare_with_keras(cfg.seed)
+    Xc, Yc = tf.constant(data.X_train[:64]), tf.constant(data.Y_train[:64])
+    A1, Z2 = forward(params0, Xc, ACTIVATION)
+    check = gradient_check(backward(params0, Xc, Yc, A1, Z2, ACTIVATION), params0, Xc, Yc,
+                           ACTIVATION)
+    ex.log(activation_max_abs_err=act_err, loss_max_abs_err=loss_err,
+           grad_max_rel_err=max(e for errs in check.values() for e in errs.values()),
+           grad_tape_rel_err=max(errs["tape"] for errs in check.values()),
+           grad_fd_rel_err=max(errs["finite differences"] for errs in check.values()))
+    ex.details["gradient_check"] = check
+    return check
+
+
+def train_by_hand(cfg: Config, data: Spirals, params0: dict):
+    """Our own gradients and momentum: full batches unless --batch-size is smaller."""
+    steps, batch = cfg.epochs, min(cfg.batch_size, len(data.X_train))
+    train_steps = make_train(cfg.learning_rate, batch, ACTIVATION)
+    params, velocity = params0, {k: tf.zeros_like(v) for k, v in params0.items()}
+    X, Y, losses = tf.constant(data.X_train), tf.constant(data.Y_train), np.zeros(0)
+    print(f"Hand-written backprop: {steps} steps of gradient descent with momentum")
+    bar = keras.utils.Progbar(steps, stateful_metrics=["loss"])  # show the latest, not a mean
+    while len(losses) < steps:  # in chunks of 100 steps, to show progress
+        params, velocity, chunk = train_steps(params, velocity, X, Y, tf.constant(len(losses)),
+                                              tf.constant(min(100, steps - len(losses))))
+        losses = np.concatenate([losses, chunk.numpy()])
+        bar.update(len(losses), [("loss", losses[-1])])
+    return params, losses
+
+
+def train(cfg: Config, ex: Experiment, data: Spirals, params0: dict) -> Trained:
+    """Train by hand, then the Keras way: same network, start, batches and optimizer."""
+    params, losses = train_by_hand(cfg, data, params0)
+    steps, batch = cfg.epochs, min(cfg.batch_size, len(data.X_train))
+    batches = datasets.pipeline(data.X_train, data.Y_train, batch, drop_remainder=True).repeat()
+    model = ex.runtime.build(new_model, N_HIDDEN, cfg.learning_rate, params0, ACTIVATION)
+    linear = ex.runtime.build(new_model, 0, cfg.learning_rate)
+    print(f"Keras fit: the same {steps} steps")
+    fit_model(model, batches, steps, callbacks=ex.callbacks())
+    print("Keras fit: the linear model")
+    fit_model(linear, batches, min(steps, 200))
+    ex.save_model(model)
+    ex.save_history({"loss": losses}, tag="scratch")
+    return Trained(params, losses, model, linear)
+
+
+def evaluate(ex: Experiment, data: Spirals, trained: Trained) -> None:
+    """Test both ways and the linear model; how far Keras's weights are from ours."""
+    params = trained.params
+    keras_test, _ = evaluate_model(trained.model, data.X_test, data.Y_test)
+    linear_test, _ = evaluate_model(trained.linear, data.X_test, data.Y_test)
+    keras_params = dict(zip(PARAMS, trained.model.get_weights()))
+    ex.log(
+        final_loss=trained.losses[-1],
+        test_loss=loss_fn(params, tf.constant(data.X_test), tf.constant(data.Y_test), ACTIVATION),
+        train_accuracy=accuracy(params, data.X_train, data.y_train, ACTIVATION),
+        test_accuracy=accuracy(params, data.X_test, data.y_test, ACTIVATION),
+        keras_param_max_abs_err=max(float(np.max(np.abs(keras_params[k] - params[k])))
+                                    for k in params),
+        keras_test_accuracy=keras_test["accuracy"],
+        linear_test_accuracy=linear_test["accuracy"],
+    )
+
+
 def decision_boundaries(models: dict, X, y) -> Figure:
     """Draw P(class 1) over the plane for each model, with the data on top."""
     lo, hi = X.min(axis=0) - 0.4, X.max(axis=0) + 0.4
@@ -294,91 +438,36 @@ def decision_boundaries(models: dict, X, y) -> Figure:
     return fig
 
 
+def draw(ex: Experiment, data: Spirals, check: dict, trained: Trained) -> None:
+    """Decision boundaries, the training loss, the gradient check."""
+    m, params = ex.metrics, trained.params
+    ex.save_figure(decision_boundaries({
+        f"linear model (test acc {m['linear_test_accuracy']:.2f})":
+            lambda g: softmax(trained.linear.predict(g, verbose=0))[:, 1],
+        f"two-layer net, our backprop (test acc {m['test_accuracy']:.2f})":
+            lambda g: softmax(forward(params, tf.constant(g), ACTIVATION)[1])[:, 1],
+    }, data.X_test, data.y_test), "decision_boundary")
+    ex.save_figure(plotting.line_plot(
+        {"training batch": trained.losses}, xlabel="step", ylabel="cross-entropy", logy=True,
+        title=f"Training with hand-written backprop (test loss {m['test_loss']:.3f})"),
+        "loss_curve")
+    bars = {f"{name} vs {way}": max(err, 1e-18)  # an exact 0 is drawn at 1e-18
+            for name, errs in check.items() for way, err in errs.items()}
+    ex.save_figure(plotting.bar_chart(
+        bars, ylabel="relative error", logy=True, threshold=1e-6,
+        title="Hand-written gradients vs GradientTape and finite differences"),
+        "gradient_check")
+
+
 def run(cfg: Config) -> dict:
     """Check the pieces, train with hand-written backprop, then the Keras way."""
     with Experiment(cfg) as ex:
-        n_train, n_test = (400, 400) if cfg.quick else (1000, 1000)
-        n_hidden, activation, lr, steps = 32, "tanh", cfg.learning_rate, cfg.epochs
-        X, y = make_spirals(n_train + n_test, cfg.seed)
-        X_train, y_train, X_test, y_test = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
-        ex.record_data(cfg.data, "synthetic", n_train, n_test, classes=2, features=2)
-        Y_train, Y_test = np.eye(2)[y_train], np.eye(2)[y_test]  # (n, 2) one-hot, float64
-
-        # Checked: activations and losses against Keras, then the gradients three ways.
-        act_err, loss_err = compare_with_keras(cfg.seed)
-        params0 = init_params(2, n_hidden, 2, cfg.seed)
-        Xc, Yc = tf.constant(X_train[:64]), tf.constant(Y_train[:64])
-        A1, Z2 = forward(params0, Xc, activation)
-        check = gradient_check(backward(params0, Xc, Yc, A1, Z2, activation), params0, Xc, Yc,
-                               activation)
-
-        # Trained with our own gradients: full batches unless --batch-size is smaller.
-        batch = min(cfg.batch_size, n_train)
-        train = make_train(lr, batch, activation)
-        params, velocity = params0, {k: tf.zeros_like(v) for k, v in params0.items()}
-        Xt, Yt, losses = tf.constant(X_train), tf.constant(Y_train), np.zeros(0)
-        print(f"Hand-written backprop: {steps} steps of gradient descent with momentum")
-        bar = keras.utils.Progbar(steps, stateful_metrics=["loss"])  # show the latest, not a mean
-        while len(losses) < steps:  # in chunks of 100 steps, to show progress
-            params, velocity, chunk = train(params, velocity, Xt, Yt, tf.constant(len(losses)),
-                                            tf.constant(min(100, steps - len(losses))))
-            losses = np.concatenate([losses, chunk.numpy()])
-            bar.update(len(losses), [("loss", losses[-1])])
-
-        # The Keras way: the same network, the same start, the same batches and optimizer.
-        epochs = math.gcd(steps, 10)
-        batches = datasets.pipeline(X_train, Y_train, batch, drop_remainder=True).repeat()
-        with ex.strategy.scope():
-            model, linear = build_model(2, n_hidden, 2, activation), build_model(2, 0, 2)
-            model.set_weights([params0[k].numpy() for k in ("W1", "b1", "W2", "b2")])
-            for m in (model, linear):
-                m.compile(optimizer=keras.optimizers.SGD(lr, momentum=MOMENTUM),
-                          loss=keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                                    dtype="float64"),
-                          jit_compile=ex.runtime.jit)
-        print(f"Keras fit: the same {steps} steps, in {epochs} epochs")
-        model.fit(batches, epochs=epochs, steps_per_epoch=steps // epochs, shuffle=False,
-                  callbacks=ex.callbacks())
-        keras_params = dict(zip(["W1", "b1", "W2", "b2"], model.get_weights()))
-        linear.fit(batches, epochs=1, steps_per_epoch=min(steps, 200), shuffle=False, verbose=0)
-        ex.save_model(model)
-
-        test_ce = float(loss_fn(params, tf.constant(X_test), tf.constant(Y_test), activation))
-        ex.log(
-            activation_max_abs_err=act_err,
-            loss_max_abs_err=loss_err,
-            grad_max_rel_err=max(e for errs in check.values() for e in errs.values()),
-            grad_tape_rel_err=max(errs["tape"] for errs in check.values()),
-            grad_fd_rel_err=max(errs["finite differences"] for errs in check.values()),
-            final_loss=losses[-1],
-            test_loss=test_ce,
-            train_accuracy=accuracy(params, X_train, y_train, activation),
-            test_accuracy=accuracy(params, X_test, y_test, activation),
-            keras_param_max_abs_err=max(float(np.max(np.abs(keras_params[k] - params[k])))
-                                        for k in params),
-            keras_test_accuracy=np.mean(np.argmax(model(X_test), axis=1) == y_test),
-            linear_test_accuracy=np.mean(np.argmax(linear(X_test), axis=1) == y_test),
-        )
-        ex.extra["gradient_check"] = check
-        ex.save_history({"loss": losses}, tag="scratch")
-
-        # Figures.
-        ex.save_figure(decision_boundaries({
-            f"linear model (test acc {ex.metrics['linear_test_accuracy']:.2f})":
-                lambda g: softmax(linear(g))[:, 1],
-            f"two-layer net, our backprop (test acc {ex.metrics['test_accuracy']:.2f})":
-                lambda g: softmax(forward(params, tf.constant(g), activation)[1])[:, 1],
-        }, X_test, y_test), "decision_boundary")
-        ex.save_figure(plotting.line_plot(
-            {"training batch": losses}, xlabel="step", ylabel="cross-entropy", logy=True,
-            title=f"Training with hand-written backprop (test loss {test_ce:.3f})"),
-            "loss_curve")
-        bars = {f"{name} vs {way}": max(err, 1e-18)  # an exact 0 is drawn at 1e-18
-                for name, errs in check.items() for way, err in errs.items()}
-        ex.save_figure(plotting.bar_chart(
-            bars, ylabel="relative error", logy=True, threshold=1e-6,
-            title="Hand-written gradients vs GradientTape and finite differences"),
-            "gradient_check")
+        data = prepare_data(cfg, ex)
+        params0 = init_params(2, N_HIDDEN, 2, cfg.seed)  # one start for every check and run
+        check = check_from_scratch(cfg, ex, data, params0)
+        trained = train(cfg, ex, data, params0)
+        evaluate(ex, data, trained)
+        draw(ex, data, check, trained)
     return ex.metrics
 
 
