@@ -3,8 +3,12 @@
 `load(name, ...)` looks for a data set in this order: a folder given by
 `--data-dir` (or `TFGUIDE_DATA_DIR`), the Keras cache, a Keras download. When
 none of them works (no network, or `--offline`), it falls back to the offline
-stand-in shipped in `data/` and says so in `LoadedData.notice`. A damaged file is
-a `DataError` that names the file and the fix: nothing trains on garbage.
+stand-in shipped in `data/` and says so in `LoadedData.notice`.
+
+Every file is checked when it is loaded, before anything trains: a file that
+cannot be read, is damaged, or holds the wrong kind of numbers (strings, NaN,
+pixels already scaled to [0, 1], fractional or out-of-range labels, counts
+that do not match) is a one-line `DataError` that names the file and the fix.
 
 Images come back as float32 in [0, 1] with a channel axis, `(n, h, w, c)`;
 labels as int32. `pipeline(...)` turns arrays into a batched `tf.data.Dataset`.
@@ -16,10 +20,13 @@ import csv
 import dataclasses
 import gzip
 import hashlib
+import math
 import os
 import socket
 import struct
+import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,10 @@ import tensorflow as tf
 from tfguide import resources
 
 DOWNLOAD_TIMEOUT_S = 20
+DATA_DIR_VARIABLE = "TFGUIDE_DATA_DIR"
+SPLITS = ("x_train", "y_train", "x_test", "y_test")
+READ_CHUNK = 1 << 24  # bytes read at a time, so a header cannot make us allocate what is not there
+DOWNLOAD_AGAIN = "download it again (see README, 'Data')"
 
 
 class DataError(Exception):
@@ -44,10 +55,10 @@ class ImageSource:
     classes: tuple[str, ...]
     max_value: float  # the raw pixel maximum, for scaling to [0, 1]
     provenance: str
-    keras_cache: tuple[str, ...]  # files under ~/.keras/datasets that mean "cached"
+    keras_cache: tuple[str, ...]  # what keras.datasets loads from, under ~/.keras/datasets
     idx: bool = False  # also accepts MNIST-style IDX .gz files
     url: str = ""
-    sha256: str = ""  # of the Keras download, when Keras publishes one
+    sha256: str = ""  # of keras_cache[0], as keras.datasets checks it
 
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
@@ -59,6 +70,8 @@ IDX_FILES = {
 }
 KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 
+# The cache paths are those of the installed Keras 3 (keras/src/datasets/*.py and
+# keras.utils.get_file); tests/test_datasets.py checks them against it.
 SOURCES: dict[str, ImageSource] = {
     "digits": ImageSource(
         name="digits", shape=(8, 8, 1), classes=DIGIT_CLASSES, max_value=16.0,
@@ -85,8 +98,10 @@ SOURCES: dict[str, ImageSource] = {
         classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                  "ship", "truck"),
         max_value=255.0, provenance="CIFAR-10 (Krizhevsky, 2009)",
-        keras_cache=("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"),
+        # Keras 3 keeps the downloaded archive under this name and unpacks it on every load.
+        keras_cache=("cifar-10-batches-py-target_archive",),
         url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
     ),
 }
 STANDIN = "digits"
@@ -130,13 +145,90 @@ class LoadedData:
         }
 
 
-# --- Files ----------------------------------------------------------------------------
+# --- Files and folders ----------------------------------------------------------------
+def _unreadable(path: Path, err: OSError) -> DataError:
+    """Turn an error from the file system into a DataError with the fix for that error."""
+    if isinstance(err, PermissionError):
+        return DataError(f"{path} cannot be read (permission denied): make it readable "
+                         f"(chmod a+r {path}, and a+x on its folders) or copy it to a "
+                         f"folder of your own.")
+    if isinstance(err, IsADirectoryError):
+        return DataError(f"{path} is a folder where a data file should be: move the folder "
+                         f"away and put the file there.")
+    if isinstance(err, FileNotFoundError):
+        return DataError(f"{path} does not exist (a broken link?): put the data file there.")
+    return DataError(f"{path} cannot be read ({err.strerror or err}): check the disk, "
+                     f"or copy the file somewhere else and point tfguide there.")
+
+
+def _open(path: Path):
+    """Open a file for reading bytes; a file-system error becomes a DataError."""
+    try:
+        return open(path, "rb")
+    except OSError as err:
+        raise _unreadable(path, err) from None
+
+
+def _kind(path: Path) -> str:
+    """Return "file", "folder" or "missing"; a broken link or unreadable folder is an error."""
+    try:
+        if path.is_dir():
+            return "folder"
+        if path.is_file():
+            return "file"
+        if path.is_symlink():
+            raise DataError(f"{path} is a link to {os.readlink(path)}, which does not "
+                            f"exist: fix or remove the link.")
+        return "missing"
+    except PermissionError:
+        raise DataError(f"{path.parent} cannot be read (permission denied): make it "
+                        f"readable (chmod u+rx {path.parent}).") from None
+
+
+def _listable(folder: Path, label: str, fix: str = "give an existing folder") -> None:
+    """Check that `folder` (named in messages as `label`) is a folder that can be listed."""
+    if not folder.exists():
+        raise DataError(f"{label} does not exist: {fix}.")
+    if not folder.is_dir():
+        raise DataError(f"{label} is a file, not a folder: {fix}.")
+    try:
+        os.listdir(folder)
+    except OSError as err:
+        raise DataError(f"{label} cannot be read ({err.strerror}): make it readable "
+                        f"(chmod u+rx {folder}) or {fix}.") from None
+
+
+def data_folder(data_dir: Path | str | None = None) -> Path | None:
+    """Return the folder to look in first: `data_dir` (--data-dir), else $TFGUIDE_DATA_DIR.
+
+    The folder is checked here, when data are about to be read, so that a stale
+    variable only matters to runs that read data from it.
+
+    Raises:
+        DataError: the folder does not exist, is a file, or cannot be read.
+    """
+    if data_dir is not None:
+        folder = Path(data_dir)
+        _listable(folder, f"--data-dir {folder}", "give the folder that holds the data files")
+    elif os.environ.get(DATA_DIR_VARIABLE):
+        folder = Path(os.environ[DATA_DIR_VARIABLE])
+        _listable(folder, f"{DATA_DIR_VARIABLE}={folder}",
+                  f"set {DATA_DIR_VARIABLE} to the folder that holds the data files, or "
+                  f"unset it (unset {DATA_DIR_VARIABLE})")
+    else:
+        return None
+    return folder
+
+
 def sha256(path: Path) -> str:
     """Return the hex SHA-256 of a file."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    with _open(path) as f:
+        try:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        except OSError as err:
+            raise _unreadable(path, err) from None
     return digest.hexdigest()
 
 
@@ -145,35 +237,51 @@ def shipped_file(filename: str) -> Path:
     path = resources.data_dir() / filename
     fix = ("restore it with `git checkout data/` (or reinstall tfguide), "
            "or remake it with `python data/make_data.py`")
-    if not path.is_file():
+    if _kind(path) != "file":
         raise DataError(f"{path} is missing: {fix}.")
     if sha256(path) != CHECKSUMS[filename]:
         raise DataError(f"{path} is damaged (its SHA-256 checksum does not match): {fix}.")
     return path
 
 
+def _read_bounded(stream, size: int) -> bytes:
+    """Read at most size + 1 bytes, in chunks, so memory follows the data, not a header."""
+    chunks, left = [], size + 1
+    while left > 0:
+        chunk = stream.read(min(left, READ_CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read one MNIST-style IDX file (`.gz` or raw) of unsigned bytes."""
-    fix = "download it again (see README, 'Data')"
-    try:
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"{path} cannot be read ({err}): it is truncated or not gzip; "
-                        f"{fix}.") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path} is not an IDX file of unsigned bytes; {fix}.")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path} is truncated (its header is incomplete); {fix}.")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    if len(raw) != header + int(np.prod(dims)):
+    with _open(path) as raw_file:
+        stream = gzip.GzipFile(fileobj=raw_file) if str(path).endswith(".gz") else raw_file
+        try:
+            magic = stream.read(4)
+            if len(magic) < 4 or magic[:3] != b"\x00\x00\x08":
+                raise DataError(f"{path} is not an IDX file of unsigned bytes; "
+                                f"{DOWNLOAD_AGAIN}.")
+            ndim = magic[3]
+            header = stream.read(4 * ndim)
+            if len(header) < 4 * ndim:
+                raise DataError(f"{path} is truncated (its header is incomplete); "
+                                f"{DOWNLOAD_AGAIN}.")
+            dims = struct.unpack(f">{ndim}I", header)
+            size = math.prod(dims)
+            data = _read_bounded(stream, size)
+        except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+            raise DataError(f"{path} cannot be read ({err}): it is truncated or not gzip; "
+                            f"{DOWNLOAD_AGAIN}.") from None
+    if len(data) != size:
         raise DataError(f"{path} is truncated or padded: the header promises "
-                        f"{'x'.join(map(str, dims))} bytes of data but the file holds "
-                        f"{len(raw) - header}; {fix}.")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+                        f"{'x'.join(map(str, dims))} = {size:,} bytes of data but the file "
+                        f"holds {len(data):,}{'' if len(data) <= size else ' or more'}; "
+                        f"{DOWNLOAD_AGAIN}.")
+    return np.frombuffer(data, np.uint8).reshape(dims)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -184,37 +292,154 @@ def write_idx(path: Path, array: np.ndarray) -> None:
         f.write(header + array.tobytes())
 
 
+def _read_npy(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
+    """Read one array of an .npz, checking its header against its size before reading it."""
+    info = archive.getinfo(f"{key}.npy")
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(member)
+        if dtype.hasobject:
+            raise DataError(f"{path}: {key} holds Python objects (pickled data), which "
+                            f"tfguide never loads; save plain numeric arrays "
+                            f"(np.savez with uint8 images and integer labels).")
+        size = math.prod(shape) * dtype.itemsize
+        if size != info.file_size - member.tell():
+            raise DataError(f"{path}: the header of {key} claims shape {shape} "
+                            f"({size:,} bytes) but the file holds "
+                            f"{info.file_size - member.tell():,}; the file is truncated or "
+                            f"damaged, {DOWNLOAD_AGAIN}.")
+        data = _read_bounded(member, size)
+    if len(data) != size:
+        raise DataError(f"{path}: {key} is truncated ({len(data):,} of {size:,} bytes); "
+                        f"{DOWNLOAD_AGAIN}.")
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+
+
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Read a Keras-format `.npz` with x_train, y_train, x_test, y_test (no pickles)."""
-    keys = ("x_train", "y_train", "x_test", "y_test")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in keys if k not in f.files]
-            if missing:
-                raise DataError(f"{path} lacks the arrays {', '.join(missing)}; a data file "
-                                f"needs {', '.join(keys)}.")
-            return {k: f[k] for k in keys}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path} cannot be read ({err}): it is truncated or damaged; "
-                        f"download it again (see README, 'Data').") from None
+    with _open(path) as f:
+        try:
+            if not zipfile.is_zipfile(f):
+                raise DataError(f"{path} is not a readable .npz archive (a zip of .npy "
+                                f"arrays): it is truncated or damaged, or another kind of "
+                                f"file; {DOWNLOAD_AGAIN}.")
+            with zipfile.ZipFile(f) as archive:
+                missing = [k for k in SPLITS if f"{k}.npy" not in archive.namelist()]
+                if missing:
+                    raise DataError(f"{path} lacks the arrays {', '.join(missing)}; a data "
+                                    f"file needs {', '.join(SPLITS)}.")
+                return {k: _read_npy(archive, k, path) for k in SPLITS}
+        except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile,
+                NotImplementedError) as err:
+            raise DataError(f"{path} cannot be read ({type(err).__name__}: {err}): it is "
+                            f"truncated or damaged; {DOWNLOAD_AGAIN}.") from None
 
 
-def _check_arrays(arrays: dict[str, np.ndarray], src: ImageSource, where: str) -> None:
+# --- Checks on what was read ------------------------------------------------------------
+def _is_number_array(a: np.ndarray) -> bool:
+    return a.dtype.kind in "iuf"  # signed, unsigned, float (not bool, complex, str, bytes)
+
+
+def _check_images(x: np.ndarray, key: str, where: str, src: ImageSource) -> None:
     h, w, c = src.shape
+    top = f"{src.max_value:g}"
+    if not _is_number_array(x):
+        raise DataError(f"{where}: {key} holds {x.dtype} values, not pixel numbers; save the "
+                        f"images as integers 0..{top} (uint8).")
+    image = tuple(x.shape[1:])
+    if x.ndim not in (3, 4) or image not in ((h, w), (h, w, c)):
+        hint = ""
+        if x.ndim == 4 and image == (c, h, w):
+            hint = f" They look channels-first: transpose to (n, {h}, {w}, {c})."
+        elif x.ndim == 2 and image == (h * w * c,):
+            hint = f" They look flattened: reshape to (n, {h}, {w}{f', {c}' if c > 1 else ''})."
+        raise DataError(f"{where}: {key} has shape {x.shape}, but {src.name} images are "
+                        f"{h}x{w}x{c}, so the array must be (n, {h}, {w}"
+                        f"{f', {c}' if c > 1 else '[, 1]'}).{hint} Is this the right file "
+                        f"for --data {src.name}?")
+    if len(x) == 0:
+        raise DataError(f"{where}: {key} has 0 images; {DOWNLOAD_AGAIN}.")
+    if x.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        if bad:
+            raise DataError(f"{where}: {key} has {bad:,} NaN or infinite pixel values: "
+                            f"remake the file from the raw pixels 0..{top}, or "
+                            f"{DOWNLOAD_AGAIN}.")
+    lo, hi = x.min(), x.max()
+    if lo == hi:
+        raise DataError(f"{where}: every pixel of {key} is {lo:g}, so the images are blank; "
+                        f"the file is damaged, {DOWNLOAD_AGAIN}.")
+    if hi <= 1 < src.max_value and lo >= 0:
+        raise DataError(f"{where}: {key} holds values from {lo:g} to {hi:g}, already "
+                        f"scaled to [0, 1], but tfguide expects the raw {src.name} pixels 0..{top} "
+                        f"and scales them itself: save the raw values "
+                        f"(e.g. np.round(x * {top}).astype('uint8')).")
+    if lo < 0 or hi > src.max_value:
+        raise DataError(f"{where}: {key} holds values in [{lo:g}, {hi:g}], outside "
+                        f"{src.name}'s raw pixel range 0..{top}: save the raw pixel values "
+                        f"0..{top} (uint8), not normalised or rescaled ones.")
+
+
+def _check_labels(y: np.ndarray, key: str, where: str, n_images: int, images_where: str,
+                  src: ImageSource) -> None:
+    k = len(src.classes)
+    if not _is_number_array(y):
+        raise DataError(f"{where}: {key} holds {y.dtype} values, not class numbers; save the "
+                        f"labels as integers 0..{k - 1}.")
+    if y.ndim == 2 and y.shape[1] == k and k > 1:
+        raise DataError(f"{where}: {key} has shape {y.shape}, one-hot rows; tfguide wants "
+                        f"one class number per image: save y.argmax(axis=1).")
+    if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] != 1):
+        raise DataError(f"{where}: {key} has shape {y.shape}; labels must be one class "
+                        f"number per image, shape (n,) or (n, 1).")
+    if len(y) != n_images or n_images == 0:
+        x_key = "x" + key[1:]
+        if where == images_where:
+            counts = f"{where}: {x_key} has {n_images:,} images but {key} has {len(y):,} labels"
+        else:
+            counts = f"{images_where} holds {n_images:,} images but {where} {len(y):,} labels"
+        raise DataError(f"{counts}; a file is truncated or the arrays do not belong together: "
+                        f"{DOWNLOAD_AGAIN}.")
+    if y.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(y)))
+        if bad:
+            raise DataError(f"{where}: {key} has {bad:,} NaN or infinite labels; every "
+                            f"image needs a class 0..{k - 1}: fix or drop those images, or "
+                            f"{DOWNLOAD_AGAIN}.")
+        fractional = y[y != np.round(y)]
+        if fractional.size:
+            raise DataError(f"{where}: {key} has {fractional.size:,} fractional labels "
+                            f"(e.g. {fractional.flat[0]:g}); labels are class numbers: save "
+                            f"them as integers 0..{k - 1}.")
+    if y.min() < 0 or y.max() >= k:
+        raise DataError(f"{where}: {key} has labels outside 0..{k - 1} (from {y.min():g} to "
+                        f"{y.max():g}); the file is damaged or belongs to another data set "
+                        f"than --data {src.name}.")
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], files: dict[str, Path | str],
+                 src: ImageSource) -> None:
+    """Check raw images and labels before anything trains on them.
+
+    Args:
+        arrays: x_train, y_train, x_test, y_test as read from disk.
+        files: for each array, the file (or description) it came from, for messages.
+        src: the data set they should be.
+
+    Raises:
+        DataError: wrong dtype, shape or range, non-finite values, fractional or
+            out-of-range labels, or image and label counts that differ.
+    """
     for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        image = tuple(x.shape[1:])
-        if image not in ((h, w), (h, w, c)):
-            raise DataError(f"{where}: x_{split} holds images of shape {image}, but {src.name} "
-                            f"images are {h}x{w}x{c}. Is this the right file for --data "
-                            f"{src.name}?")
-        y = y.reshape(-1)
-        if len(x) != len(y) or len(x) == 0:
-            raise DataError(f"{where}: x_{split} has {len(x)} images but y_{split} has "
-                            f"{len(y)} labels; the file is damaged, download it again.")
-        if y.min() < 0 or y.max() >= len(src.classes):
-            raise DataError(f"{where}: y_{split} has labels outside 0..{len(src.classes) - 1}; "
-                            f"the file is damaged or belongs to another data set.")
+        x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
+        x_where, y_where = str(files[f"x_{split}"]), str(files[f"y_{split}"])
+        if x.ndim == 0 or y.ndim == 0:
+            raise DataError(f"{x_where if x.ndim == 0 else y_where}: x_{split}/y_{split} "
+                            f"must be arrays with one entry per image; {DOWNLOAD_AGAIN}.")
+        _check_images(x, f"x_{split}", x_where, src)
+        _check_labels(y, f"y_{split}", y_where, len(x), x_where, src)
 
 
 def _loaded(arrays: dict[str, np.ndarray], src: ImageSource, **fields) -> LoadedData:
@@ -231,28 +456,68 @@ def _loaded(arrays: dict[str, np.ndarray], src: ImageSource, **fields) -> Loaded
     )
 
 
+def _checked(arrays: dict, files: dict, src: ImageSource, **fields) -> LoadedData:
+    _check_arrays(arrays, files, src)
+    return _loaded(arrays, src, files=tuple(dict.fromkeys(map(str, files.values()))), **fields)
+
+
 # --- Sources, in order ----------------------------------------------------------------
-def _from_dir(src: ImageSource, data_dir: Path) -> tuple[dict, list[Path]] | None:
-    """Look in data_dir for <name>.npz, <name>/<name>.npz or IDX files (in <name>/ or the dir)."""
-    for npz in (data_dir / f"{src.name}.npz", data_dir / src.name / f"{src.name}.npz"):
-        if npz.is_file():
-            return read_npz(npz), [npz]
-    if src.idx:
-        for folder in (data_dir / src.name, data_dir):
-            paths = {k: folder / f for k, f in IDX_FILES.items()}
-            present = [p for p in paths.values() if p.is_file()]
-            if len(present) == len(paths):
-                return {k: read_idx(p) for k, p in paths.items()}, list(paths.values())
-            if present and folder == data_dir / src.name:
-                missing = [p.name for p in paths.values() if not p.is_file()]
-                raise DataError(f"{folder} has some IDX files for {src.name} but not "
-                                f"{', '.join(missing)}; put all four there.")
+def _read_idx_set(paths: dict[str, Path]) -> tuple[dict, dict]:
+    return {k: read_idx(p) for k, p in paths.items()}, paths
+
+
+def _from_dir(src: ImageSource, folder: Path) -> tuple[dict, dict] | None:
+    """Look in folder for <name>.npz, <name>/<name>.npz or IDX files (in <name>/ or folder).
+
+    Returns:
+        (arrays, files) or None when the folder holds nothing for `src`.
+    """
+    sub = folder / src.name
+    has_sub = _kind(sub) == "folder"
+    if has_sub:
+        _listable(sub, f"The data folder {sub}", "give a folder you can read")
+    for npz in (folder / f"{src.name}.npz", sub / f"{src.name}.npz"):
+        kind = _kind(npz)
+        if kind == "folder":
+            raise DataError(f"{npz} is a folder, but tfguide reads {src.name}.npz as a file "
+                            f"(a Keras-format .npz): move the folder away and put the file "
+                            f"there.")
+        if kind == "file":
+            return read_npz(npz), dict.fromkeys(SPLITS, npz)
+    if not src.idx:
+        return None
+    for where in ((sub,) if has_sub else ()) + (folder,):
+        paths = {k: where / f for k, f in IDX_FILES.items()}
+        kinds = {k: _kind(p) for k, p in paths.items()}
+        if any(kind == "folder" for kind in kinds.values()):
+            bad = next(p for k, p in paths.items() if kinds[k] == "folder")
+            raise DataError(f"{bad} is a folder where an IDX file should be: move it away "
+                            f"and put the file there.")
+        present = [k for k, kind in kinds.items() if kind == "file"]
+        if len(present) == len(paths):
+            return _read_idx_set(paths)
+        if present:
+            missing = [paths[k].name for k in paths if k not in present]
+            raise DataError(f"{where} has some IDX files for {src.name} but not "
+                            f"{', '.join(missing)}; put all four there.")
     return None
 
 
 def keras_cache_dir() -> Path:
-    """Return the folder where Keras keeps downloaded data sets."""
-    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    """Return the folder where keras.utils.get_file keeps downloaded data sets.
+
+    The same rule as Keras 3: $KERAS_HOME, else ~/.keras (/tmp/.keras when the
+    home folder or that folder is not writable), then `datasets/`.
+    """
+    if "KERAS_HOME" in os.environ:
+        base = os.environ["KERAS_HOME"]
+    else:
+        home = os.path.expanduser("~")
+        base = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+    base = os.path.expanduser(base)
+    if not os.access(base, os.W_OK):
+        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(),
+                            ".keras")
     return Path(base) / "datasets"
 
 
@@ -262,21 +527,31 @@ def _keras_load(name: str):
     return getattr(keras.datasets, name).load_data()
 
 
-def _from_keras_cache(src: ImageSource) -> LoadedData:
+def _as_arrays(loaded) -> dict[str, np.ndarray]:
+    (x_train, y_train), (x_test, y_test) = loaded
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def _from_keras_cache(src: ImageSource) -> tuple[dict, dict] | None:
+    """Read `src` from the Keras cache without network, or return None when it is not there."""
     cache = keras_cache_dir()
     files = [cache / f for f in src.keras_cache]
+    if not files or not all(_kind(f) == "file" for f in files):
+        return None
     fix = "delete it and run again with network access to download a fresh copy"
     if src.sha256 and sha256(files[0]) != src.sha256:
         raise DataError(f"The cached file {files[0]} is damaged (its SHA-256 checksum does not "
                         f"match): {fix}.")
-    try:
+    if files[0].suffix == ".npz":
+        return read_npz(files[0]), dict.fromkeys(SPLITS, files[0])
+    if src.idx:
+        return _read_idx_set(dict(zip(IDX_FILES, files)))
+    try:  # an archive Keras unpacks itself; its checksum matches, so Keras will not download
         arrays = _as_arrays(_keras_load(src.name))
-    except Exception as err:  # a damaged cache makes Keras try (and fail) to download again
-        raise DataError(f"The cached {src.name} files under {cache} cannot be read "
+    except Exception as err:
+        raise DataError(f"The cached {src.name} file {files[0]} cannot be read "
                         f"({type(err).__name__}: {err}): {fix}.") from None
-    _check_arrays(arrays, src, str(files[0]))
-    return _loaded(arrays, src, requested=src.name, source="keras-cache",
-                   files=tuple(map(str, files)))
+    return arrays, dict.fromkeys(SPLITS, files[0])
 
 
 @contextlib.contextmanager
@@ -289,19 +564,20 @@ def _socket_timeout(seconds: float):
         socket.setdefaulttimeout(saved)
 
 
-def _as_arrays(loaded) -> dict[str, np.ndarray]:
-    (x_train, y_train), (x_test, y_test) = loaded
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+def _download(src: ImageSource) -> tuple[dict, dict]:
+    """Download `src` through Keras (into its cache); raise OSError-like errors as they come."""
+    with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+        arrays = _as_arrays(_keras_load(src.name))
+    cache = keras_cache_dir()
+    return arrays, dict.fromkeys(SPLITS, f"the downloaded {src.name} "
+                                         f"({cache / src.keras_cache[0]})")
 
 
 def load_digits(requested: str = STANDIN, notice: str | None = None) -> LoadedData:
     """Load the shipped 8x8 digits (the offline stand-in for the image data sets)."""
     path = shipped_file("digits.npz")
-    arrays = read_npz(path)
-    src = SOURCES[STANDIN]
-    _check_arrays(arrays, src, str(path))
-    return _loaded(arrays, src, requested=requested, source="offline-standin", notice=notice,
-                   files=(str(path),))
+    return _checked(read_npz(path), dict.fromkeys(SPLITS, path), SOURCES[STANDIN],
+                    requested=requested, source="offline-standin", notice=notice)
 
 
 def load(name: str, data_dir: Path | None = None, offline: bool = False) -> LoadedData:
@@ -309,44 +585,48 @@ def load(name: str, data_dir: Path | None = None, offline: bool = False) -> Load
 
     Args:
         name: one of `SOURCES` (digits, mnist, fashion_mnist, cifar10).
-        data_dir: a folder to look in first (`--data-dir` / `TFGUIDE_DATA_DIR`).
+        data_dir: a folder to look in first (`--data-dir`); when None, the folder in
+            $TFGUIDE_DATA_DIR, if that is set.
         offline: never try to download.
 
     Raises:
-        DataError: a file that was found is damaged or of the wrong shape.
+        DataError: the data folder cannot be read, or a file that was found is
+            damaged or holds the wrong kind of data.
     """
     if name not in SOURCES:
         raise DataError(f"Unknown data set {name!r}. Known: {', '.join(SOURCES)}.")
     if name == STANDIN:
         return load_digits()
     src = SOURCES[name]
-    if data_dir is not None:
-        found = _from_dir(src, Path(data_dir))
+    folder = data_folder(data_dir)
+    not_in_folder = ""
+    if folder is not None:
+        found = _from_dir(src, folder)
         if found is not None:
-            arrays, paths = found
-            _check_arrays(arrays, src, str(paths[0]))
-            return _loaded(arrays, src, requested=name, source="data-dir",
-                           files=tuple(map(str, paths)))
-    cache = keras_cache_dir()
-    if all((cache / f).is_file() for f in src.keras_cache):
-        return _from_keras_cache(src)
+            return _checked(*found, src, requested=name, source="data-dir")
+        idx = ", the four IDX files" if src.idx else ""
+        not_in_folder = (f"{name} is not in the data folder {folder} (looked for "
+                         f"{name}.npz{idx} there and in {name}/)")
+    cached = _from_keras_cache(src)
+    if cached is not None:
+        return _checked(*cached, src, requested=name, source="keras-cache",
+                        notice=f"{not_in_folder}; using the Keras cache." if folder else None)
     if offline:
         reason = "--offline was given"
     else:
         try:
-            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-                arrays = _as_arrays(_keras_load(name))
-            _check_arrays(arrays, src, f"the downloaded {name}")
-            return _loaded(arrays, src, requested=name, source="download",
-                           files=tuple(str(cache / f) for f in src.keras_cache))
+            return _checked(*_download(src), src, requested=name, source="download",
+                            notice=f"{not_in_folder}; downloaded it." if folder else None)
         except DataError:
             raise
         except Exception as err:  # no network, DNS failure, timeout, HTTP error
             detail = str(err).split(" -- ")[-1].strip()[:80] or type(err).__name__
             reason = f"the download failed: {detail}"
-    notice = (f"{name} is not available ({reason}); using the offline stand-in '{STANDIN}' "
-              f"(1,797 real 8x8 digits). To use {name}, download it (e.g. {src.url}) into a "
-              f"folder and pass --data-dir, or run once with network access.")
+    fix = ("put its files there" if folder is not None else
+           f"download it (e.g. {src.url}) into a folder and pass --data-dir")
+    notice = (f"{not_in_folder + '; ' if not_in_folder else ''}{name} is not available "
+              f"({reason}); using the offline stand-in '{STANDIN}' (1,797 real 8x8 digits). "
+              f"To use {name}, {fix}, or run once with network access.")
     return load_digits(requested=name, notice=notice)
 
 
