@@ -484,6 +484,23 @@ def test_the_cache_is_used_when_the_data_folder_lacks_the_set(keras_cache, tmp_p
     assert "using the Keras cache" in d.notice
 
 
+def test_a_download_records_the_cache_files_it_wrote(keras_cache, monkeypatch):
+    x, y = fake_images(8, (32, 32, 3))
+    monkeypatch.setattr(datasets, "_keras_load", lambda name: ((x, y), (x, y)))
+    d = datasets.load("cifar10")
+    archive = keras_cache / "cifar-10-batches-py-target_archive"
+    assert d.source == "download" and d.info()["files"] == [str(archive)]
+    monkeypatch.setattr(datasets, "_keras_load", lambda name: ((x / 255, y), (x, y)))
+    message = one_line_error(lambda: datasets.load("cifar10"))
+    assert message.startswith(f"{archive}: x_train holds values from 0 to 1")
+
+
+def test_a_folder_where_keras_keeps_a_file_is_an_error(keras_cache):
+    (keras_cache / "mnist.npz").mkdir(parents=True)
+    message = one_line_error(lambda: datasets.load("mnist", offline=True))
+    assert f"{keras_cache / 'mnist.npz'} is a folder where Keras keeps" in message
+
+
 def test_damaged_keras_cache_file_is_an_error(keras_cache):
     keras_cache.mkdir(parents=True)
     write_npz(keras_cache / "mnist.npz")

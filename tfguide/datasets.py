@@ -532,26 +532,36 @@ def _as_arrays(loaded) -> dict[str, np.ndarray]:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
+def _cache_files(src: ImageSource) -> dict[str, Path]:
+    """Return, for each array of `src`, the file in the Keras cache that holds it."""
+    files = [keras_cache_dir() / f for f in src.keras_cache]
+    return dict(zip(IDX_FILES, files)) if len(files) == 4 else dict.fromkeys(SPLITS, files[0])
+
+
 def _from_keras_cache(src: ImageSource) -> tuple[dict, dict] | None:
     """Read `src` from the Keras cache without network, or return None when it is not there."""
     cache = keras_cache_dir()
     files = [cache / f for f in src.keras_cache]
-    if not files or not all(_kind(f) == "file" for f in files):
+    kinds = [_kind(f) for f in files]
+    if "folder" in kinds:
+        raise DataError(f"{files[kinds.index('folder')]} is a folder where Keras keeps a "
+                        f"downloaded file: move it away (Keras then downloads a fresh copy).")
+    if not files or kinds != ["file"] * len(files):
         return None
     fix = "delete it and run again with network access to download a fresh copy"
     if src.sha256 and sha256(files[0]) != src.sha256:
         raise DataError(f"The cached file {files[0]} is damaged (its SHA-256 checksum does not "
                         f"match): {fix}.")
     if files[0].suffix == ".npz":
-        return read_npz(files[0]), dict.fromkeys(SPLITS, files[0])
+        return read_npz(files[0]), _cache_files(src)
     if src.idx:
-        return _read_idx_set(dict(zip(IDX_FILES, files)))
+        return _read_idx_set(_cache_files(src))
     try:  # an archive Keras unpacks itself; its checksum matches, so Keras will not download
         arrays = _as_arrays(_keras_load(src.name))
     except Exception as err:
         raise DataError(f"The cached {src.name} file {files[0]} cannot be read "
                         f"({type(err).__name__}: {err}): {fix}.") from None
-    return arrays, dict.fromkeys(SPLITS, files[0])
+    return arrays, _cache_files(src)
 
 
 @contextlib.contextmanager
@@ -565,12 +575,9 @@ def _socket_timeout(seconds: float):
 
 
 def _download(src: ImageSource) -> tuple[dict, dict]:
-    """Download `src` through Keras (into its cache); raise OSError-like errors as they come."""
+    """Download `src` through Keras into its cache (network errors are raised as they come)."""
     with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-        arrays = _as_arrays(_keras_load(src.name))
-    cache = keras_cache_dir()
-    return arrays, dict.fromkeys(SPLITS, f"the downloaded {src.name} "
-                                         f"({cache / src.keras_cache[0]})")
+        return _as_arrays(_keras_load(src.name)), _cache_files(src)
 
 
 def load_digits(requested: str = STANDIN, notice: str | None = None) -> LoadedData:
