@@ -7,16 +7,10 @@ import pytest
 import tensorflow as tf
 
 from tfguide.chapters import rnn
-from tests.conftest import run_quick
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    return run_quick(rnn, tmp_path_factory)
 
 
 def test_quick_run_reaches_its_thresholds(quick_run):
-    metrics, _ = quick_run
+    metrics, _ = quick_run("rnn")
     assert metrics["rnn_max_abs_err"] <= 1e-5
     assert metrics["lstm_max_abs_err"] <= 1e-5
     assert metrics["lstm_accuracy"] >= 0.9
@@ -27,14 +21,12 @@ def test_quick_run_reaches_its_thresholds(quick_run):
     assert metrics["mse_vs_naive"] == pytest.approx(metrics["lstm_mse"] / metrics["naive_mse"])
 
 
-def test_quick_run_writes_its_files(quick_run):
-    metrics, run_dir = quick_run
+def test_quick_run_records_both_tasks_and_the_forecaster_reloads(quick_run):
+    _, run_dir = quick_run("rnn")
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["chapter"] == "rnn" and results["status"] == "ok"
-    assert results["metrics"] == pytest.approx(metrics)
     assert results["data"]["name"] == "sunspots" and results["data"]["source"] == "offline-standin"
     assert results["data"]["test"] == 2008 - rnn.SPLIT_YEAR + 1
-    assert results["extra"]["memory_task"]["source"] == "synthetic"
+    assert results["details"]["memory_task"]["source"] == "synthetic"
     figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
     assert {"gradient_flow", "memory_history", "forecast", "forecast_history"} <= figures
     for name in ("history.csv", "history_simple_rnn.csv", "history_lstm.csv"):
@@ -129,6 +121,29 @@ def test_lstm_classifier_starts_with_open_forget_gates():
     np.testing.assert_allclose(b_f, rnn.FORGET_BIAS)
     np.testing.assert_allclose(b_i, -rnn.FORGET_BIAS)
     assert np.all(b_c == 0) and np.all(b_o == 0)
+
+
+def test_fit_evaluate_and_forecast_are_the_keras_calls():
+    keras.utils.set_random_seed(1)
+    x, y = rnn.make_memory_task(64, seed=1, time_steps=5)
+    model = rnn.new_classifier("lstm", x.shape[1:], 5e-3)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    history = rnn.fit_model(model, batches, batches, epochs=2)
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    predicted = model.predict(x, verbose=0).argmax(axis=1)
+    assert rnn.evaluate_classifier(model, x, y) == pytest.approx(np.mean(predicted == y))
+    forecaster = rnn.new_model(5e-3)
+    windows = np.random.default_rng(1).normal(size=(7, rnn.WINDOW, 1)).astype(np.float32)
+    np.testing.assert_allclose(rnn.forecast(forecaster, windows), forecaster(windows)[:, 0],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_bench_workload_times_the_lstm_classifier():
+    work = rnn.bench_workload(quick=True, seed=0)
+    assert work.x.shape == (2048, rnn.TIME_STEPS, rnn.N_CLASSES + rnn.N_DISTRACTORS)
+    assert work.batch_size == 32
+    model = work.build()
+    assert model.compiled and isinstance(model.get_layer("rnn"), keras.layers.LSTM)
 
 
 def test_build_model_forecasts_one_value_per_window():

@@ -7,16 +7,19 @@ visible (how much the loss still feels each earlier input), shows an LSTM
 remembering a symbol across 120 steps of distractors where a simple RNN of the
 same size does not, and forecasts the yearly sunspot numbers.
 
-Text: chapters/rnn.md. Ports 000 §2.3/§3.4/§4.4, 001 §3.4 and 002 §3.4 (see SEEDS.md).
+Text: chapters/rnn.md. Ports 000 §2.3/§3.4/§4.4, 001 §3.4 and 002 §3.4 of the source
+documents.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from tfguide import cli, datasets, plotting
+from tfguide import bench, cli, datasets, plotting
 from tfguide.config import Config
 from tfguide.results import Experiment
 
@@ -27,6 +30,8 @@ WINDOW, SPLIT_YEAR = 20, 1949  # forecast: 20 past years in, the next year out; 
 
 
 # --- From scratch -------------------------------------------------------------------
+# Code between [start:…]/[end:…] markers is shown in chapters/rnn.md; after editing it,
+# refresh the text with python -m tfguide.excerpts chapters/rnn.md.
 # [start:rnn]
 def rnn_step(x_t, h_prev, W_xh, W_hh, b):
     """One step of a simple RNN: h_t = tanh(x_t W_xh + h_{t-1} W_hh + b)."""
@@ -165,97 +170,185 @@ def build_model(input_shape: tuple[int, int] = (WINDOW, 1), units: int = UNITS) 
     h = layers.LSTM(units, name="lstm")(inputs)  # (batch, units): the last hidden state
     outputs = layers.Dense(1, dtype="float32", name="next")(h)  # (batch, 1)
     return keras.Model(inputs, outputs, name="sunspot_forecaster")
+
+
+def compile_classifier(model: keras.Model, learning_rate: float) -> keras.Model:
+    """Adam with every gradient clipped to norm 1, on the cross-entropy of integer labels."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
+    """The forecaster: Adam on the mean squared error of the next value."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    return model
 # [end:keras]
 
 
+# [start:fit]
+def fit_model(model: keras.Model, train_ds, val_ds, epochs: int, callbacks=()) -> dict:
+    """Train with `fit`, scoring `val_ds` after every epoch; return the history by name."""
+    history = model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=callbacks)
+    return history.history  # {"loss": [...], "val_loss": [...], ...} one value per epoch
+
+
+def evaluate_classifier(model: keras.Model, x_test, y_test) -> float:
+    """The classifier's accuracy on the test sequences."""
+    return model.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"]
+
+
+def forecast(model: keras.Model, x) -> np.ndarray:
+    """The forecaster's next value after each window of `x` (n, window, 1)."""
+    return model.predict(x, verbose=0)[:, 0]  # (n,)
+# [end:fit]
+
+
+def new_classifier(kind: str, input_shape: tuple[int, int], learning_rate: float):
+    """A fresh compiled memory-task classifier: what `Runtime.build` calls in the scope."""
+    return compile_classifier(build_classifier(kind, input_shape, N_CLASSES), learning_rate)
+
+
+def new_model(learning_rate: float) -> keras.Model:
+    """A fresh compiled forecaster: what `Runtime.build` calls in the run's strategy scope."""
+    return compile_model(build_model((WINDOW, 1)), learning_rate)
+
+
+def bench_workload(quick: bool, seed: int) -> bench.Workload:
+    """The LSTM classifier on the memory task, for `python -m tfguide bench`."""
+    x, y = make_memory_task(2048 if quick else 8192, seed)
+    return bench.Workload(build=lambda: new_classifier("lstm", x.shape[1:], 5e-3), x=x, y=y,
+                          batch_size=32, note=f"LSTM classifier on {len(x)} memory-task "
+                          f"sequences of {x.shape[1]} steps")
+
+
 # --- Run ----------------------------------------------------------------------------
-def _train_memory(ex: Experiment, kind: str, data, epochs: int):
-    """Train one classifier on the memory task; return its accuracy and gradient norms."""
-    cfg, (x, y, x_test, y_test) = ex.cfg, data
-    with ex.strategy.scope():
-        model = build_classifier(kind, x.shape[1:], N_CLASSES)
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=1.0),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                      jit_compile=ex.runtime.jit)
-    probe = (x_test[:256], y_test[:256])
+KINDS = {"simple_rnn": "SimpleRNN", "lstm": "LSTM"}
+
+
+class Memory(NamedTuple):
+    x: np.ndarray  # (n, time, symbols) one-hot
+    y: np.ndarray  # (n,) the symbol at step 0
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+class Sunspots(NamedTuple):
+    years: np.ndarray  # (time,)
+    values: np.ndarray  # (time,) sunspot numbers
+    split: int  # index of the first test year
+    mu: float  # mean and standard deviation of the training years
+    sigma: float
+    train_ds: object  # tf.data.Dataset of (window, next value) batches, shuffled
+    test_ds: object  # the test years' windows, one batch
+
+
+def prepare_data(cfg: Config, ex: Experiment) -> tuple[Memory, Sunspots]:
+    """The memory task's sequences and the sunspot series cut into windows."""
+    n_train = 1024 if cfg.quick else 4096
+    memory = Memory(*make_memory_task(n_train, cfg.seed), *make_memory_task(1000, cfg.seed + 1))
+    ex.details["memory_task"] = {
+        "source": "synthetic", "train": n_train, "test": 1000, "time_steps": TIME_STEPS,
+        "classes": N_CLASSES, "distractors": N_DISTRACTORS, "units": UNITS,
+        "task": "one-hot symbols; step 0 shows the class, the other steps distractors"}
+    years, values, provenance = datasets.load_series("sunspots")
+    split = int(np.searchsorted(years, SPLIT_YEAR))  # train on the past, test on the future
+    mu, sigma = values[:split].mean(), values[:split].std()  # training years only
+    scaled = (values - mu) / sigma
+    train_ds = make_windows(scaled[:split], WINDOW, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    test_ds = make_windows(scaled[split - WINDOW:], WINDOW, batch_size=len(values))
+    ex.record_data("sunspots", "offline-standin", split - WINDOW, len(values) - split,
+                   provenance=provenance, window=WINDOW,
+                   train_years=f"{years[WINDOW]}-{years[split - 1]} (targets)",
+                   test_years=f"{years[split]}-{years[-1]}")
+    return memory, Sunspots(years, values, split, mu, sigma, train_ds, test_ds)
+
+
+def check_from_scratch(cfg: Config, ex: Experiment) -> None:
+    """Our cells against Keras's layers, in float32 (the tests also check float64)."""
+    x = tf.constant(np.random.default_rng(cfg.seed).normal(size=(4, 7, 3)), tf.float32)
+    ex.log(rnn_max_abs_err=compare_with_keras("simple_rnn", x, units=5, seed=cfg.seed),
+           lstm_max_abs_err=compare_with_keras("lstm", x, units=5, seed=cfg.seed))
+
+
+def train_memory(cfg: Config, ex: Experiment, memory: Memory, kind: str):
+    """Train one classifier on the memory task; return it, its history and gradient norms."""
+    m = memory
+    model = ex.runtime.build(new_classifier, kind, m.x.shape[1:], cfg.learning_rate)
+    probe = (m.x_test[:256], m.y_test[:256])
     before = input_gradient_norms(model, *probe)
-    print(f"Memory task, {kind}: {len(x)} sequences of {x.shape[1]} steps, {epochs} epochs")
-    history = model.fit(datasets.pipeline(x, y, cfg.batch_size, shuffle=True, seed=cfg.seed),
-                        epochs=epochs, validation_data=datasets.pipeline(x_test, y_test, 256),
-                        shuffle=False,  # the pipeline shuffles, seeded
+    print(f"Memory task, {kind}: {len(m.x)} sequences of {m.x.shape[1]} steps, "
+          f"{cfg.epochs} epochs")
+    history = fit_model(model, datasets.pipeline(m.x, m.y, cfg.batch_size, shuffle=True,
+                                                 seed=cfg.seed),
+                        datasets.pipeline(m.x_test, m.y_test, 256), cfg.epochs,
                         callbacks=ex.callbacks(kind))
-    accuracy = history.history["val_accuracy"][-1]  # on the test sequences, after training
-    return accuracy, before, input_gradient_norms(model, *probe), history.history
+    return model, history, (before, input_gradient_norms(model, *probe))
+
+
+def train_forecaster(cfg: Config, ex: Experiment, sunspots: Sunspots):
+    """Fit the LSTM forecaster to the training years; the test years draw its curve."""
+    model = ex.runtime.build(new_model, cfg.learning_rate)
+    print(f"Sunspots: {WINDOW}-year windows, {4 * cfg.epochs} epochs")
+    history = fit_model(model, sunspots.train_ds, sunspots.test_ds, 4 * cfg.epochs,
+                        callbacks=ex.callbacks())
+    ex.save_model(model)
+    return model, history
+
+
+def evaluate(ex: Experiment, memory: Memory, trained: dict, sunspots: Sunspots,
+             forecaster: keras.Model) -> dict:
+    """Log both cells' memory and gradient ratio; forecast the test years against naive."""
+    ex.log(**{f"{kind}_accuracy": evaluate_classifier(model, memory.x_test, memory.y_test)
+              for kind, (model, _, _) in trained.items()})
+    ex.log(**{f"{kind}_grad_ratio": before[0] / before[-1]  # step 0 vs the last step
+              for kind, (_, _, (before, _)) in trained.items()})
+    (x_test, y_test), = sunspots.test_ds.as_numpy_iterator()  # (n, window, 1), (n,)
+    mu, sigma = sunspots.mu, sunspots.sigma
+    lines = {"truth": y_test * sigma + mu,  # back to sunspot units
+             "LSTM forecast": forecast(forecaster, x_test) * sigma + mu,
+             "naive (last year)": x_test[:, -1, 0] * sigma + mu}
+    lstm_mse, naive_mse = (np.mean((lines[k] - lines["truth"]) ** 2)
+                           for k in ("LSTM forecast", "naive (last year)"))
+    ex.log(lstm_mse=lstm_mse, naive_mse=naive_mse, mse_vs_naive=lstm_mse / naive_mse)
+    return lines
+
+
+def draw(ex: Experiment, trained: dict, sunspots: Sunspots, lines: dict,
+         forecast_history: dict) -> None:
+    """Gradient flow, memory-task accuracy, the forecast and its training curve."""
+    grads = {f"{KINDS[kind]}, {when}": norms[i] for kind, (_, _, norms) in trained.items()
+             for i, when in enumerate(("untrained", "trained"))}
+    ex.save_figure(plotting.line_plot(
+        grads, xlabel="time step t of the input", ylabel="‖∂L/∂x_t‖", logy=True,
+        x=np.arange(TIME_STEPS), title="How much the loss at the end feels each input"),
+        "gradient_flow")
+    curves = {f"{KINDS[kind]}, {split_name}": history[key]
+              for kind, (_, history, _) in trained.items()
+              for split_name, key in (("train", "accuracy"), ("test", "val_accuracy"))}
+    epochs = len(next(iter(curves.values())))
+    ex.save_figure(plotting.line_plot(
+        curves, xlabel="epoch", ylabel="accuracy", x=np.arange(1, epochs + 1),
+        title=f"Remember step 0 across {TIME_STEPS} steps (chance {1 / N_CLASSES:.2f})"),
+        "memory_history")
+    ex.save_figure(plotting.line_plot(
+        lines, xlabel="year", ylabel="sunspot number", x=sunspots.years[sunspots.split:],
+        title=f"One-year-ahead forecast on the test years (MSE ratio "
+              f"{ex.metrics['mse_vs_naive']:.2f})"), "forecast")
+    ex.save_figure(plotting.history_curves(forecast_history, "Sunspot forecaster"),
+                   "forecast_history")
 
 
 def run(cfg: Config) -> dict:
     """Check the cells against Keras, train the memory task, forecast the sunspots."""
     with Experiment(cfg) as ex:
-        # From scratch == Keras, in float32 (the tests also check float64).
-        x = tf.constant(np.random.default_rng(cfg.seed).normal(size=(4, 7, 3)), tf.float32)
-        ex.log(rnn_max_abs_err=compare_with_keras("simple_rnn", x, units=5, seed=cfg.seed),
-               lstm_max_abs_err=compare_with_keras("lstm", x, units=5, seed=cfg.seed))
-
+        memory, sunspots = prepare_data(cfg, ex)
+        check_from_scratch(cfg, ex)
         # Why gates matter: the same task, size and budget for a SimpleRNN and an LSTM.
-        n_train = 1024 if cfg.quick else 4096
-        memory = (*make_memory_task(n_train, cfg.seed), *make_memory_task(1000, cfg.seed + 1))
-        results = {kind: _train_memory(ex, kind, memory, cfg.epochs)
-                   for kind in ("simple_rnn", "lstm")}
-        ex.extra["memory_task"] = {
-            "source": "synthetic", "train": n_train, "test": 1000, "time_steps": TIME_STEPS,
-            "classes": N_CLASSES, "distractors": N_DISTRACTORS, "units": UNITS,
-            "task": "one-hot symbols; step 0 shows the class, the other steps distractors"}
-        grads = {kind: r[1:3] for kind, r in results.items()}
-        ex.log(simple_rnn_accuracy=results["simple_rnn"][0], lstm_accuracy=results["lstm"][0],
-               simple_rnn_grad_ratio=grads["simple_rnn"][0][0] / grads["simple_rnn"][0][-1],
-               lstm_grad_ratio=grads["lstm"][0][0] / grads["lstm"][0][-1])
-
-        # A real sequence: forecast next year's sunspot number from the last 20 years.
-        years, values, provenance = datasets.load_series("sunspots")
-        split = int(np.searchsorted(years, SPLIT_YEAR))  # train on the past, test on the future
-        mu, sigma = values[:split].mean(), values[:split].std()  # training years only
-        scaled = (values - mu) / sigma
-        train = make_windows(scaled[:split], WINDOW, cfg.batch_size, shuffle=True, seed=cfg.seed)
-        test = make_windows(scaled[split - WINDOW:], WINDOW, batch_size=len(values))
-        ex.record_data("sunspots", "offline-standin", split - WINDOW, len(values) - split,
-                       provenance=provenance, window=WINDOW,
-                       train_years=f"{years[WINDOW]}-{years[split - 1]} (targets)",
-                       test_years=f"{years[split]}-{years[-1]}")
-        with ex.strategy.scope():
-            model = build_model((WINDOW, 1))
-            model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mse",
-                          jit_compile=ex.runtime.jit)
-        print(f"Sunspots: {WINDOW}-year windows, {4 * cfg.epochs} epochs")
-        history = model.fit(train, epochs=4 * cfg.epochs, validation_data=test, shuffle=False,
-                            callbacks=ex.callbacks())
-        (x_test, y_test), = test.as_numpy_iterator()  # (n, window, 1), (n,)
-        forecast = model.predict(x_test, verbose=0)[:, 0] * sigma + mu  # back to sunspot units
-        truth, naive = y_test * sigma + mu, x_test[:, -1, 0] * sigma + mu  # naive: last year
-        lstm_mse, naive_mse = np.mean((forecast - truth) ** 2), np.mean((naive - truth) ** 2)
-        ex.log(lstm_mse=lstm_mse, naive_mse=naive_mse, mse_vs_naive=lstm_mse / naive_mse)
-        ex.save_model(model)
-
-        # Figures.
-        steps = np.arange(TIME_STEPS)
-        ex.save_figure(plotting.line_plot(
-            {"SimpleRNN, untrained": grads["simple_rnn"][0], "LSTM, untrained": grads["lstm"][0],
-             "SimpleRNN, trained": grads["simple_rnn"][1], "LSTM, trained": grads["lstm"][1]},
-            xlabel="time step t of the input", ylabel="‖∂L/∂x_t‖", logy=True, x=steps,
-            title="How much the loss at the end feels each input"), "gradient_flow")
-        curves = {f"{name}, {split_name}": results[kind][3][key]
-                  for kind, name in (("simple_rnn", "SimpleRNN"), ("lstm", "LSTM"))
-                  for split_name, key in (("train", "accuracy"), ("test", "val_accuracy"))}
-        ex.save_figure(plotting.line_plot(
-            curves, xlabel="epoch", ylabel="accuracy", x=np.arange(1, cfg.epochs + 1),
-            title=f"Remember step 0 across {TIME_STEPS} steps (chance {1 / N_CLASSES:.2f})"),
-            "memory_history")
-        ex.save_figure(plotting.line_plot(
-            {"truth": truth, "LSTM forecast": forecast, "naive (last year)": naive},
-            xlabel="year", ylabel="sunspot number", x=years[split:],
-            title=f"One-year-ahead forecast on the test years (MSE ratio "
-                  f"{lstm_mse / naive_mse:.2f})"), "forecast")
-        ex.save_figure(plotting.history_curves(history.history, "Sunspot forecaster"),
-                       "forecast_history")
+        trained = {kind: train_memory(cfg, ex, memory, kind) for kind in KINDS}
+        forecaster, forecast_history = train_forecaster(cfg, ex, sunspots)
+        lines = evaluate(ex, memory, trained, sunspots, forecaster)
+        draw(ex, trained, sunspots, lines, forecast_history)
     return ex.metrics
 
 
