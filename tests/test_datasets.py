@@ -467,6 +467,18 @@ def test_cifar10_in_the_keras_cache_is_found_offline(keras_cache, monkeypatch):
     assert str(archive) in message and "checksum" in message and "delete it" in message
 
 
+def test_an_older_keras_copy_of_cifar10_is_pointed_out(keras_cache, monkeypatch):
+    older = keras_cache / "cifar-10-batches-py.tar.gz"
+    older.parent.mkdir(parents=True)
+    older.write_bytes(b"stands for the archive an older keras downloaded")
+    monkeypatch.setitem(datasets.SOURCES, "cifar10", dataclasses.replace(
+        datasets.SOURCES["cifar10"], sha256=datasets.sha256(older)))
+    d = datasets.load("cifar10", offline=True)
+    assert d.source == "offline-standin" and "\n" not in d.notice
+    assert f"rename the copy an older Keras downloaded, {older}, to " \
+           f"{keras_cache / 'cifar-10-batches-py-target_archive'}" in d.notice
+
+
 def test_fashion_mnist_from_the_keras_cache(keras_cache):
     write_idx_set(keras_cache / "fashion-mnist")
     d = datasets.load("fashion_mnist", offline=True)

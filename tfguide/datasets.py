@@ -59,6 +59,7 @@ class ImageSource:
     idx: bool = False  # also accepts MNIST-style IDX .gz files
     url: str = ""
     sha256: str = ""  # of keras_cache[0], as keras.datasets checks it
+    older_keras_cache: str = ""  # where Keras 2 kept the same file (sha256 too), if elsewhere
 
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
@@ -102,6 +103,7 @@ SOURCES: dict[str, ImageSource] = {
         keras_cache=("cifar-10-batches-py-target_archive",),
         url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+        older_keras_cache="cifar-10-batches-py.tar.gz",
     ),
 }
 STANDIN = "digits"
@@ -631,6 +633,10 @@ def load(name: str, data_dir: Path | None = None, offline: bool = False) -> Load
             reason = f"the download failed: {detail}"
     fix = ("put its files there" if folder is not None else
            f"download it (e.g. {src.url}) into a folder and pass --data-dir")
+    older = keras_cache_dir() / src.older_keras_cache
+    if src.older_keras_cache and _kind(older) == "file" and sha256(older) == src.sha256:
+        fix = (f"rename the copy an older Keras downloaded, {older}, to "
+               f"{keras_cache_dir() / src.keras_cache[0]} (where Keras 3 looks for it)")
     notice = (f"{not_in_folder + '; ' if not_in_folder else ''}{name} is not available "
               f"({reason}); using the offline stand-in '{STANDIN}' (1,797 real 8x8 digits). "
               f"To use {name}, {fix}, or run once with network access.")
