@@ -396,7 +396,7 @@ def _check_labels(y: np.ndarray, key: str, where: str, n_images: int, images_whe
     if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] != 1):
         raise DataError(f"{where}: {key} has shape {y.shape}; labels must be one class "
                         f"number per image, shape (n,) or (n, 1).")
-    if len(y) != n_images or n_images == 0:
+    if len(y) != n_images:
         x_key = "x" + key[1:]
         if where == images_where:
             counts = f"{where}: {x_key} has {n_images:,} images but {key} has {len(y):,} labels"
