@@ -1,16 +1,21 @@
 """Make the small real data sets tfguide ships in this folder.
 
 Run once, from the repository root, with scikit-learn and statsmodels installed
-(they bundle the data; neither is needed to use tfguide):
+(they bundle the data; neither is needed to use tfguide), and the plain-text
+Tiny Shakespeare corpus at `../shared/data/tinyshakespeare.txt` (or pass its path
+in `TINYSHAKESPEARE`):
 
     pip install scikit-learn statsmodels
     python data/make_data.py
 
-Writes `digits.npz` and `sunspots.csv` and prints their SHA-256 checksums,
-which `tfguide/datasets.py` checks on every load.
+Writes `digits.npz`, `sunspots.csv` and `tinyshakespeare.txt.gz` and prints their
+SHA-256 checksums, which tfguide checks on every load (`tfguide/datasets.py`;
+the corpus in `tfguide/chapters/language_model.py`).
 """
 import csv
+import gzip
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +60,22 @@ def make_sunspots(path: Path) -> None:
             writer.writerow([int(year), f"{value:.1f}"])
 
 
+def make_tinyshakespeare(path: Path) -> None:
+    """Tiny Shakespeare (1,115,394 characters), gzip-compressed with no timestamp or name."""
+    source = Path(os.environ.get("TINYSHAKESPEARE",
+                                 HERE.parent.parent / "shared" / "data" / "tinyshakespeare.txt"))
+    raw = source.read_bytes()
+    expected = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+    if hashlib.sha256(raw).hexdigest() != expected:
+        raise SystemExit(f"{source} is not the published Tiny Shakespeare (sha256 {expected})")
+    with open(path, "wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f,
+                                              compresslevel=9, mtime=0) as gz:
+        gz.write(raw)  # mtime=0 and no file name: the same bytes on every run
+
+
 if __name__ == "__main__":
-    for name, make in (("digits.npz", make_digits), ("sunspots.csv", make_sunspots)):
+    for name, make in (("digits.npz", make_digits), ("sunspots.csv", make_sunspots),
+                       ("tinyshakespeare.txt.gz", make_tinyshakespeare)):
         target = HERE / name
         make(target)
         print(f"{name}: sha256 {hashlib.sha256(target.read_bytes()).hexdigest()}")
