@@ -1,4 +1,4 @@
-"""`python -m tfguide` (or `tfguide`): list, run, text, notebook, book, bench.
+"""`python -m tfguide` (or `tfguide`): list, run, text, notebook, book, bench, predict.
 
 Listing and argument checks import no TensorFlow, so they answer at once.
 """
@@ -23,6 +23,10 @@ USAGE = """usage: python -m tfguide [COMMAND]
                 write the chapters as a local HTML book (default book/), showing the figures
                 and metrics of your latest run of each chapter under runs/
   bench         measure training speed beside plain Keras (`bench --help`)
+  predict RUN_DIR IMAGE [IMAGE ...]
+                print a trained model's top-3 classes for your own image files
+                (RUN_DIR: a cnn or mlp run folder; `predict --help` says how an
+                image is converted)
 """
 
 
@@ -49,14 +53,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     command, rest = (argv[0], argv[1:]) if argv else ("list", [])
     if command in ("list", "ls"):
-        print(list_chapters())
+        cli.say(list_chapters())
     elif command in ("-h", "--help", "help"):
-        print(USAGE)
+        cli.say(USAGE)
     elif command == "text":
         from tfguide import resources
 
         try:
-            print(resources.chapter_text(_chapter(rest[0] if rest else None).name))
+            cli.say(resources.chapter_text(_chapter(rest[0] if rest else None).name))
         except FileNotFoundError as err:
             cli.fail(str(err), 1)
     elif command == "run":
@@ -65,9 +69,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not {"-h", "--help"} & set(flags):
             try:
                 cli.parse(chapter.name, flags)  # answer a typo before TensorFlow loads
+                if "--text" not in flags:
+                    cli.check_environment()
             except cli.UsageError as err:
                 cli.fail(str(err), 2)
-        module = importlib.import_module(chapter.module)
+            except cli.SetupError as err:
+                cli.fail(str(err), 1)
+        try:
+            module = importlib.import_module(chapter.module)  # imports TensorFlow
+        except KeyboardInterrupt:
+            cli.fail("interrupted while starting", 130)
         module.main(flags)
     elif command == "bench":
         from tfguide import bench
@@ -81,9 +92,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         from tfguide import book
 
         book.main(rest)
+    elif command == "predict":
+        from tfguide import predict
+
+        predict.main(rest)
     else:
         cli.fail(f"unknown command {command!r}. Use one of: list, run NAME, text NAME, "
-                 "notebook NAME, book.", 2)
+                 "notebook NAME, book, bench, predict.", 2)
 
 
 if __name__ == "__main__":
