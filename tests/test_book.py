@@ -6,6 +6,7 @@ network; it is skipped, saying why, when no Chromium is installed.
 """
 import base64
 import fcntl
+import hashlib
 import json
 import os
 import queue
@@ -16,8 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 import pytest
 
@@ -146,7 +148,7 @@ def test_formulas_links_and_includes_are_rendered():
 
 def test_refuses_to_write_into_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(book.Conflict, match="a folder with other files in it"):
         book.build(tmp_path, tmp_path / "runs")
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
@@ -158,6 +160,345 @@ def test_book_command_writes_the_site(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout and (tmp_path / "site" / "index.html").is_file()
     assert "tensorflow" not in result.stderr
+
+
+# --- Hostile and damaged input -------------------------------------------------------
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(24)  # enough of a PNG for the book's check
+
+
+@pytest.fixture
+def one_chapter(monkeypatch):
+    """A book of the first chapter only: a fifth of the time of the whole book."""
+    monkeypatch.setattr(chapters, "CHAPTERS", (chapters.get(FIRST),))
+
+
+@pytest.fixture(scope="module")
+def base(runs):
+    (src,) = (runs / FIRST).iterdir()
+    return json.loads((src / "results.json").read_text())
+
+
+def make_run(root, stamp, base, figures=("loss.png",), created="2020-01-01T00:00:00+00:00",
+             **changes):
+    """A finished run of the first chapter in `root`, with tiny PNG figures it lists."""
+    folder = root / FIRST / stamp
+    (folder / "figures").mkdir(parents=True)
+    for name in figures:
+        (folder / "figures" / name).write_bytes(PNG_BYTES + os.fsencode(name))
+    results = dict(base, created=created, files=[f"figures/{n}" for n in figures], **changes)
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+class Tags(HTMLParser):
+    """The start tags of a page with their attributes (entities decoded, as a browser reads)."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.tags = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+@pytest.mark.parametrize("name", ['q" onerror="alert(1)', "a'b <i>&amp;", "100% #?x=1",
+                                  "new\nline", "not utf-8 \udcff", "\x1b[31mred"])
+def test_names_from_runs_are_escaped_where_they_land(name, tmp_path, base, one_chapter):
+    run = make_run(tmp_path / "runs", name, base, figures=(f"{name}.png",))
+    notes = []
+    book.build(tmp_path / "book", tmp_path / "runs", note=notes.append)
+    html = (tmp_path / "book" / f"{FIRST}.html").read_text(encoding="utf-8")
+    tags = Tags(html).tags
+    assert not [(t, a) for t, a in tags if t == "script" or any(k.startswith("on") for k in a)]
+    assert "<i>" not in html and 'onerror="' not in html
+    (img,) = [a for t, a in tags if t == "img"]
+    assert set(img) == {"src", "alt"}
+    url = urlsplit(img["src"])  # as a browser reads it: a `#` or `?` would cut the path short
+    assert not (url.scheme or url.netloc or url.query or url.fragment), img["src"]
+    copied = tmp_path / "book" / os.fsdecode(unquote_to_bytes(url.path))
+    assert copied.read_bytes() == (run / "figures" / f"{name}.png").read_bytes()
+    assert [a["href"] for t, a in tags if t == "a" and a.get("href") == img["src"]]
+    assert not notes
+
+
+def wrong(**changes):
+    return lambda r: {**r, **changes}
+
+
+def inside(section, **changes):
+    return lambda r: {**r, section: {**r[section], **changes}}
+
+
+WRONG_TYPES = {
+    "not an object": lambda r: [r],
+    "metrics a list": wrong(metrics=[1, 2]),
+    "a metric an object": wrong(metrics={"loss": {"value": 1}}),
+    "runtime a string": wrong(runtime="cpu"),
+    "data a number": wrong(data=5),
+    "config a string": wrong(config="quick"),
+    "device a list": inside("runtime", device=["cpu"]),
+    "train an object": inside("data", train={"n": 1}),
+    "epochs a list": inside("config", epochs=[1, 2]),
+    "options a list": inside("config", options=[1]),
+    "an option an object": inside("config", options={"units": {"n": 1}}),
+    "wall_s a string": wrong(wall_s="fast"),
+    "wall_s a bool": wrong(wall_s=True),
+    "created a number": wrong(created=20200101),
+    "chapter a list": wrong(chapter=[FIRST]),
+    "files a string": wrong(files="figures/loss.png"),
+    "files holds numbers": wrong(files=[1]),
+}
+DAMAGED = {
+    "cut short": b'{"status": "ok", "metr',
+    "nested too deep": b'{"status": "ok", "metrics": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "a 5000-digit number": b'{"status": "ok", "wall_s": 1' + b"0" * 5000 + b"}",
+    "not UTF-8": b'{"status": "ok", "chapter": "\xff"}',
+}
+
+
+def broken_runs(root, base):
+    """An older good run, then one newer broken run per case; return (good run, broken files)."""
+    good = make_run(root, "20190101-000000", base, metrics={"marker": 7.0})
+    broken = []
+    for i, change in enumerate(WRONG_TYPES.values()):
+        folder = make_run(root, f"2020{i + 1:02d}01-000000", base,
+                          created=f"2020-{i + 1:02d}-01T00:00:00+00:00")
+        (folder / "results.json").write_text(json.dumps(change(dict(
+            base, created=f"2020-{i + 1:02d}-01T00:00:00+00:00"))))
+        broken.append(folder / "results.json")
+    for i, raw in enumerate(DAMAGED.values()):
+        folder = make_run(root, f"2021{i + 1:02d}01-000000", base)
+        (folder / "results.json").write_bytes(raw)
+        broken.append(folder / "results.json")
+    return good, broken
+
+
+@pytest.mark.parametrize("case", [*WRONG_TYPES, *DAMAGED])
+def test_a_results_file_of_the_wrong_shape_is_skipped_with_a_note(case, tmp_path, base):
+    good = make_run(tmp_path, "20190101-000000", base)
+    bad = make_run(tmp_path, "20200101-000000", base, created="2020-01-01T00:00:00+00:00")
+    if case in WRONG_TYPES:
+        (bad / "results.json").write_text(json.dumps(WRONG_TYPES[case](
+            json.loads((bad / "results.json").read_text()))))
+    else:
+        (bad / "results.json").write_bytes(DAMAGED[case])
+    notes = []
+    assert book.latest_run(tmp_path, FIRST, notes.append).dir == good
+    (note,) = notes
+    assert note.startswith(f"skipped {bad / 'results.json'}: ")
+
+
+def test_wrong_shapes_do_not_stop_the_build(tmp_path, base, one_chapter, capsys):
+    good, broken = broken_runs(tmp_path / "runs", base)
+    status = run_main("--out", str(tmp_path / "book"), "--runs", str(tmp_path / "runs"))
+    assert status == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == len(broken) and all(ln.startswith("tfguide: note: skipped ") for ln in err)
+    html = (tmp_path / "book" / f"{FIRST}.html").read_text()
+    assert "<code>marker</code>" in html and good.name in html, "the latest good run is shown"
+
+
+def test_non_finite_metrics_are_shown(tmp_path, base, one_chapter):
+    make_run(tmp_path / "runs", "20200101-000000", base, metrics={"a": "nan"})
+    (path,) = (tmp_path / "runs").glob("*/*/results.json")
+    path.write_text(path.read_text().replace('"nan"', "NaN"))  # Python's json writes these
+    book.build(tmp_path / "book", tmp_path / "runs")
+    assert '<td class="num">nan</td>' in (tmp_path / "book" / f"{FIRST}.html").read_text()
+
+
+def test_the_shown_command_quotes_values_for_the_shell():
+    chapter = chapters.get(FIRST)
+    command = book.run_command(chapter, {"data": "x; rm -rf ~", "seed": "$(id)"})
+    assert command.endswith("--seed '$(id)' --data 'x; rm -rf ~'")
+
+
+def test_notes_show_control_characters_escaped(capsys):
+    book._stderr_note("skipped runs/\x1b[31mred\n/results.json")
+    assert capsys.readouterr().err == "tfguide: note: skipped runs/\\x1b[31mred\\n/results.json\n"
+
+
+# --- Links and special files ----------------------------------------------------------
+SECRET = PNG_BYTES + b"SECRET"
+
+
+def secret_in(folder):
+    return [p for p in folder.rglob("*") if p.is_file() and b"SECRET" in p.read_bytes()]
+
+
+def test_only_regular_figures_the_run_listed_are_copied(tmp_path, base, one_chapter):
+    (tmp_path / "secret.png").write_bytes(SECRET)
+    run = make_run(tmp_path / "runs", "20200101-000000", base,
+                   figures=("ok.png", "link.png", "fifo.png", "text.png", "folder.png"))
+    figures = run / "figures"
+    (figures / "link.png").unlink()
+    (figures / "link.png").symlink_to(tmp_path / "secret.png")
+    (figures / "fifo.png").unlink()
+    os.mkfifo(figures / "fifo.png")  # copying it would wait forever
+    (figures / "text.png").write_bytes(b"SECRET, not an image")
+    (figures / "folder.png").unlink()
+    (figures / "folder.png").mkdir()
+    (figures / "unlisted.png").write_bytes(SECRET)
+    notes = []
+    book.build(tmp_path / "book", tmp_path / "runs", note=notes.append)
+    copied = tmp_path / "book" / "figures" / FIRST / run.name
+    assert [p.name for p in copied.iterdir()] == ["ok.png"]
+    assert not secret_in(tmp_path / "book")
+    skipped = sorted(re.search(r"figures/(\S+\.png)", n)[1] for n in notes)
+    assert skipped == ["fifo.png", "folder.png", "link.png", "text.png", "unlisted.png"]
+
+
+@pytest.mark.parametrize("link", ["run folder", "results.json", "figures folder",
+                                  "chapter folder"])
+def test_linked_runs_are_not_copied(link, tmp_path, base, one_chapter):
+    """A link under --runs never brings its target into the book (tfguide makes no links)."""
+    elsewhere = make_run(tmp_path / "elsewhere", "20300101-000000", base,
+                         created="2030-01-01T00:00:00+00:00", figures=("stolen.png",))
+    (elsewhere / "figures" / "stolen.png").write_bytes(SECRET)
+    runs = tmp_path / "runs"
+    if link == "chapter folder":
+        runs.mkdir()
+        (runs / FIRST).symlink_to(elsewhere.parent)
+    else:
+        make_run(runs, "20190101-000000", base)
+        target = runs / FIRST / "20300101-000000"
+        if link == "run folder":
+            target.symlink_to(elsewhere)
+        else:
+            shutil.copytree(elsewhere, target)
+            inner = target / ("results.json" if link == "results.json" else "figures")
+            shutil.rmtree(inner) if inner.is_dir() else inner.unlink()
+            inner.symlink_to(elsewhere / inner.name)
+    notes = []
+    book.build(tmp_path / "book", runs, note=notes.append)
+    assert not secret_in(tmp_path / "book")
+    (note,) = notes
+    assert "a link" in note
+
+
+# --- Rebuilding: only the book's own files --------------------------------------------
+def test_a_rebuild_removes_only_what_the_book_wrote(tmp_path, base, one_chapter):
+    runs, out = tmp_path / "runs", tmp_path / "book"
+    old = make_run(runs, "20200101-000000", base, figures=("a.png", "b.png"))
+    notes = []
+    book.build(out, runs, note=notes.append)
+    old_copy = out / "figures" / FIRST / old.name
+    assert (old_copy / "a.png").read_bytes() == (old / "figures" / "a.png").read_bytes()
+    mine = {out / "notes.html": "mine", out / "figures" / "mine.png": "mine",
+            out / "figures" / FIRST / "mine.txt": "mine", old_copy / "mine.png": "mine"}
+    for path, text in mine.items():
+        path.write_text(text)
+    (old_copy / "b.png").write_bytes(b"changed")
+
+    new = make_run(runs, "20200201-000000", base, created="2020-02-01T00:00:00+00:00",
+                   figures=("c.png",))
+    book.build(out, runs, note=notes.append)
+    assert {path: path.read_text() for path in mine} == mine, "your files are all kept"
+    assert not (old_copy / "a.png").exists(), "the book's own figure of the old run is gone"
+    assert (old_copy / "b.png").read_bytes() == b"changed"
+    assert notes == [f"kept {old_copy / 'b.png'}: has changed since the book wrote it"]
+    assert (out / "figures" / FIRST / new.name / "c.png").is_file()
+
+    make_run(runs, "20200301-000000", base, created="2020-03-01T00:00:00+00:00")
+    book.build(out, runs)
+    assert not (out / "figures" / FIRST / new.name).exists(), "an emptied run folder goes too"
+
+
+def run_main(*args):
+    try:
+        book.main(list(args))
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
+def test_a_page_you_changed_is_kept_unless_forced(tmp_path, one_chapter, capsys):
+    out, runs = tmp_path / "book", tmp_path / "runs"
+    book.build(out, runs)
+    page, index = out / f"{FIRST}.html", (out / "index.html").read_bytes()
+    page.write_text("my edits")
+    capsys.readouterr()
+    assert run_main("--out", str(out), "--runs", str(runs)) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (f"tfguide: error: {page} has changed since the book wrote it; "
+                    "move it away, or add --force to replace it")
+    assert page.read_text() == "my edits" and (out / "index.html").read_bytes() == index
+    assert run_main("--out", str(out), "--runs", str(runs), "--force") == 0
+    assert "my edits" not in page.read_text()
+    assert run_main("--out", str(out), "--runs", str(runs)) == 0, "the book's own again"
+
+
+def test_links_in_the_book_folder_are_never_written_through(tmp_path, base, one_chapter):
+    out, runs, yours = tmp_path / "book", tmp_path / "runs", tmp_path / "yours"
+    make_run(runs, "20200101-000000", base)
+    book.build(out, runs)
+    yours.mkdir()
+    (yours / "page.html").write_text("yours")
+    page = out / f"{FIRST}.html"
+    page.unlink()
+    page.symlink_to(yours / "page.html")
+    with pytest.raises(book.Conflict, match="is a link"):
+        book.build(out, runs)
+    book.build(out, runs, force=True)
+    assert (yours / "page.html").read_text() == "yours" and not page.is_symlink()
+
+    shutil.rmtree(out / "figures")
+    (out / "figures").symlink_to(yours)
+    for force in (False, True):
+        with pytest.raises(book.Conflict, match="is in the way"):
+            book.build(out, runs, force=force)
+    assert [p.name for p in yours.iterdir()] == ["page.html"]
+
+
+def test_a_forged_record_removes_nothing_outside_the_book(tmp_path, one_chapter):
+    out, victim = tmp_path / "book", tmp_path / "victim.png"
+    victim.write_bytes(PNG_BYTES)
+    book.build(out, tmp_path / "runs")
+    digest = hashlib.sha256(PNG_BYTES).hexdigest()
+    (out / "figures").mkdir()
+    (out / "figures" / "x").symlink_to(tmp_path)  # figures/x/.. reaches the victim
+    record = json.loads((out / ".tfguide-book").read_text())
+    record["files"].update({"../victim.png": digest, str(victim): digest,
+                            "figures/x/../victim.png": digest, "figures/x/y/../../victim.png":
+                            digest, f"figures/x/{tmp_path.name}/victim.png": digest})
+    (out / ".tfguide-book").write_text(json.dumps(record))
+    book.build(out, tmp_path / "runs")
+    assert victim.read_bytes() == PNG_BYTES
+
+
+def test_a_book_from_an_older_tfguide_is_rebuilt_keeping_other_files(tmp_path, one_chapter):
+    out = tmp_path / "book"
+    (out / "figures" / FIRST / "old").mkdir(parents=True)
+    (out / ".tfguide-book").write_text("written by `python -m tfguide book`\n")
+    (out / "index.html").write_text("old page")
+    (out / "figures" / FIRST / "old" / "x.png").write_bytes(PNG_BYTES)
+    book.build(out, tmp_path / "runs")
+    assert (out / "index.html").read_text() != "old page"
+    assert (out / "figures" / FIRST / "old" / "x.png").read_bytes() == PNG_BYTES
+    assert "index.html" in json.loads((out / ".tfguide-book").read_text())["files"]
+
+
+@pytest.mark.parametrize("args", [
+    ["--out", "{tmp}/file/sub"], ["--out", "{tmp}/file"], ["--out", "/proc/tfguide-book"],
+    ["--out", "{tmp}/" + "x" * 300], ["--out", ""], ["--out", "{tmp}/locked"],
+    ["--runs", ""], ["--runs", "{tmp}/file"], ["--runs", "{tmp}/" + "x" * 300],
+], ids=["under a file", "a file", "in /proc", "too long", "empty", "read-only",
+        "runs empty", "runs a file", "runs too long"])
+def test_an_impossible_folder_is_one_line_exit_2(args, tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("keep me")
+    (tmp_path / "locked").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access",  # as a non-root user sees a read-only folder
+                        lambda p, mode: real_access(p, mode) and "locked" not in str(p))
+    args = [a.format(tmp=tmp_path) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "book")]
+    capsys.readouterr()
+    assert run_main(*args) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"tfguide: error: {args[0]} must be a folder"), line
+    assert f"Received: {args[0]}=" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "locked"]
 
 
 # --- In a real browser ----------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Notebooks: every chapter's builds and validates; one chapter's quick path really runs."""
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -259,23 +260,19 @@ def test_all_refuses_before_writing_any(tmp_path, capsys):
     assert last.read_text() == "my own notes"
 
 
-@pytest.mark.parametrize("out,needle", [
-    ("{tmp}/file/sub", "a part of the path is a file"),
-    ("{tmp}/file", "not a file"),
-    ("/proc/tfguide-notebooks", "a folder cannot be made there"),
-    ("{tmp}/" + "x" * 300, "the name is too long"),
-    ("", "a folder name"),
-    ("{tmp}/locked", "permission denied"),
-])
-def test_an_impossible_out_is_one_line_exit_2(out, needle, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("out", ["{tmp}/file/sub", "{tmp}/file", "/proc/tfguide-notebooks",
+                                 "{tmp}/" + "x" * 300, "", "{tmp}/locked"],
+                         ids=["under a file", "a file", "in /proc", "too long", "empty",
+                              "read-only"])
+def test_an_impossible_out_is_one_line_exit_2(out, tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("keep me")
     (tmp_path / "locked").mkdir()
-    real_access = notebook.os.access
-    monkeypatch.setattr(notebook.os, "access",  # as a non-root user sees a read-only folder
+    real_access = os.access
+    monkeypatch.setattr(os, "access",  # as a non-root user sees a read-only folder
                         lambda p, mode: real_access(p, mode) and "locked" not in str(p))
     capsys.readouterr()
     assert write_cli(NAMES[0], "--out", out.format(tmp=tmp_path)) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("tfguide: error: --out must be a folder") and needle in line
+    assert line.startswith("tfguide: error: --out must be a folder") and "Received: --out=" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "locked"]
     assert not list((tmp_path / "locked").iterdir())

@@ -10,33 +10,72 @@ moved or zipped). A chapter with no run shows the command that makes one.
 Everything a page needs is in the output folder: no web fonts, scripts or CDN. Markdown is
 rendered with markdown-it-py and code highlighted with Pygments (the `book` extra; both
 also come with Keras, through rich). Nothing here imports TensorFlow.
+
+The book is meant to be copied and shared, so it trusts no name or value from `runs/`:
+everything that reaches a page is escaped for where it lands (text, attribute, URL); a
+results.json with a value of the wrong type, a run folder or figure that is a link, and a
+figure its run did not list are skipped with a one-line note. The book folder's own record
+(`.tfguide-book`: each file the book wrote, with its hash) lets a rebuild replace and
+remove only those files, unchanged; it never touches yours (`--force` replaces a page or
+figure you changed).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
+import hashlib
 import html
 import json
+import os
 import re
-import shutil
+import shlex
+import stat
 import sys
 import webbrowser
-from pathlib import Path
-from typing import Any, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Sequence
+from urllib.parse import quote
 
 from tfguide import chapters, cli, resources
 from tfguide.config import format_metric
+from tfguide.notebook import replace_file, writable_folder
 
 EXTRA_HINT = ('the book needs the "book" extra: pip install -e ".[book]" (in a checkout) '
               'or pip install "tfguide[book]"')
 ASSETS = Path(__file__).resolve().parent / "book_assets"
-MARKER = ".tfguide-book"  # marks a folder this command wrote, so it may clean its own files
+MARKER = ".tfguide-book"  # the book's record of the files it wrote (path: SHA-256)
+PNG = b"\x89PNG\r\n\x1a\n"
+MAX_FIGURE = 64 << 20  # bytes; no figure a chapter saves comes near it
+MAX_RESULTS = 16 << 20  # bytes; a results.json is a few kilobytes
 INCLUDE = re.compile(r"^<!-- include: (?P<path>[\w/.\-]+):(?P<name>[\w\-]+) -->$", re.M)
 
 
 class MissingExtra(ImportError):
     """An optional dependency of this command is not installed."""
+
+
+class Conflict(Exception):
+    """The book would replace or write through something tfguide did not write."""
+
+
+def _stderr_note(message: str) -> None:
+    """Print one note line; control characters in file names are shown escaped, not obeyed."""
+    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
+    print(f"tfguide: note: {shown}", file=sys.stderr)
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def _text(value: Any) -> str:
+    """Return `value` as HTML text: escaped, characters that cannot be shown as �."""
+    return html.escape(str(value).encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
+
+
+def _url(*parts: str) -> str:
+    """Return a relative URL to a file in the book, for an attribute: each part %-encoded."""
+    return html.escape("/".join(quote(os.fsencode(part), safe="") for part in parts))
 
 
 def _markdown():
@@ -62,6 +101,46 @@ def _markdown():
 
 
 # --- Runs -----------------------------------------------------------------------------
+SCALAR = (str, int, float, bool, type(None))
+CONFIG_FLAGS = ("epochs", "batch_size", "learning_rate", "seed", "data", "device", "precision",
+                "jit", "strategy")  # the flags `run_command` repeats
+SHOWN = {  # the values of results.json the book shows: each a string, number, bool or null
+    "config": ("quick", *CONFIG_FLAGS),
+    "runtime": ("device", "precision", "strategy", "replicas"),
+    "data": ("name", "source", "train", "test"),
+}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def results_problem(results: Any) -> str | None:
+    """Return what in a results.json the book cannot show (a value of the wrong type), or None."""
+    if not isinstance(results, dict):
+        return "it is not a JSON object"
+    for key in ("chapter", "status", "created"):
+        if key in results and not isinstance(results[key], str):
+            return f'"{key}" is not a string'
+    if "wall_s" in results and not _number(results["wall_s"]):
+        return '"wall_s" is not a number'
+    files = results.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return '"files" is not a list of names'
+    sections = {key: results.get(key) for key in ("metrics", "config", "runtime", "data")}
+    if isinstance(sections["config"], dict):
+        sections["config.options"] = sections["config"].get("options")
+    for key, section in sections.items():
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            return f'"{key}" is not an object'
+        for name in section if key in ("metrics", "config.options") else SHOWN[key]:
+            if not isinstance(section.get(name), SCALAR):
+                return f'"{key}.{name}" is not a single value'
+    return None
+
+
 @dataclasses.dataclass
 class Run:
     """The latest finished run of a chapter, as read from its results.json."""
@@ -69,9 +148,26 @@ class Run:
     dir: Path
     results: dict[str, Any]
 
-    @property
-    def figures(self) -> list[Path]:
-        return sorted((self.dir / "figures").glob("*.png"))
+    def figures(self, note: Callable[[str], None] = _quiet) -> list[Path]:
+        """Return the figures the run wrote: PNG files in figures/ that its results.json lists.
+
+        A figure that is a link or not a regular file, or one the run did not list (older
+        runs list no files: then all are taken), is skipped with a note.
+        """
+        folder = self.dir / "figures"
+        if folder.is_symlink():
+            note(f"skipped {folder}: a link, not the folder the run wrote")
+            return []
+        listed = self.results.get("files")
+        found = []
+        for png in sorted(folder.glob("*.png")):
+            if listed is not None and f"figures/{png.name}" not in listed:
+                note(f"skipped {png}: its run's results.json does not list it")
+            elif png.is_symlink() or not png.is_file():
+                note(f"skipped {png}: a link or special file, not a figure the run wrote")
+            else:
+                found.append(png)
+        return found
 
 
 def _created(results: dict, folder: Path) -> tuple:
@@ -80,22 +176,45 @@ def _created(results: dict, folder: Path) -> tuple:
         if when.tzinfo is None:
             when = when.astimezone()
         return (when.timestamp(), folder.name)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
         return (0.0, folder.name)
 
 
-def latest_run(runs: Path, name: str) -> Run | None:
+def read_results(path: Path) -> tuple[Any, str | None]:
+    """Read a run's results.json: return (results, None), or (None, why it is skipped)."""
+    if path.parent.is_symlink() or path.is_symlink():
+        return None, "a link, not a run folder tfguide wrote"
+    if not path.is_file():
+        return None, "not a regular file"
+    try:
+        if path.stat().st_size > MAX_RESULTS:
+            return None, f"larger than {MAX_RESULTS >> 20} MiB, far more than tfguide writes"
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror})"
+    except (ValueError, RecursionError):
+        return None, "not valid JSON (damaged, or still being written)"
+
+
+def latest_run(runs: Path, name: str, note: Callable[[str], None] = _quiet) -> Run | None:
     """Return the newest run of chapter `name` that finished ("status": "ok"), or None.
 
-    Unreadable or damaged results.json files, and failed or interrupted runs, are skipped.
+    Failed and interrupted runs, and runs of another chapter, are passed over; a results.json
+    that is unreadable, damaged, a link or holds a value of the wrong type is skipped with a
+    note (to `note`), and an older run shown instead.
     """
+    folder = Path(runs) / name
+    if folder.is_symlink():
+        note(f"skipped {folder}: a link, not the folder tfguide writes runs in")
+        return None
     found = []
-    for path in Path(runs).glob(f"{name}/*/results.json"):
-        try:
-            results = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+    for path in sorted(folder.glob("*/results.json")):
+        results, why = read_results(path)
+        if why is None and isinstance(results, dict) and results.get("status") != "ok":
             continue
-        if not isinstance(results, dict) or results.get("status") != "ok":
+        why = why or results_problem(results)
+        if why:
+            note(f"skipped {path}: {why}")
             continue
         if results.get("chapter", name) != name:
             continue
@@ -104,7 +223,10 @@ def latest_run(runs: Path, name: str) -> Run | None:
 
 
 def run_command(chapter: chapters.Chapter, config: dict) -> str:
-    """Return the command line that repeats a run with this config (defaults left out)."""
+    """Return the command line that repeats a run with this config (defaults left out).
+
+    Each value is quoted for the shell, so a pasted command runs tfguide and nothing else.
+    """
     quick = bool(config.get("quick"))
     parts = [f"python -m {chapter.module}"] + (["--quick"] if quick else [])
     defaults = {
@@ -113,15 +235,15 @@ def run_command(chapter: chapters.Chapter, config: dict) -> str:
         "data": chapter.quick_data if quick else chapter.data[0], "device": "auto",
         "precision": "float32", "jit": "auto", "strategy": "auto",
     }
-    for key, default in defaults.items():
-        if key in config and config[key] != default:
-            parts.append(f"--{key.replace('_', '-')} {config[key]:g}"
-                         if isinstance(config[key], float) else
-                         f"--{key.replace('_', '-')} {config[key]}")
+    for key in CONFIG_FLAGS:
+        if key in config and config[key] != defaults[key]:
+            value = config[key]
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+            parts.append(f"--{key.replace('_', '-')} {shlex.quote(text)}")
     for key, value in (config.get("options") or {}).items():
         option = next((o for o in chapter.options if o.dest == key), None)
         if option is not None and value not in (option.default, option.quick_default):
-            parts.append(f"{option.flag} {value}")
+            parts.append(f"{option.flag} {shlex.quote(str(value))}")
     return " ".join(parts)
 
 
@@ -211,11 +333,15 @@ def _nav(current: str | None) -> str:
 
 
 def your_run(chapter: chapters.Chapter, run: Run | None, figures: list[str]) -> str:
-    """The "Your run" panel: the latest run's facts, metrics and figures, or how to make one."""
+    """The "Your run" panel: the latest run's facts, metrics and figures, or how to make one.
+
+    Args:
+        figures: where the run's figures are in the book ("figures/NAME/RUN/x.png").
+    """
     if run is None:
         return (f'<section class="run none"><h2>Your run</h2><p>No run of this chapter yet. '
                 f'Make one (a few seconds with <code>--quick</code>), then rebuild the book:</p>'
-                f'<pre class="cmd"><code>python -m {chapter.module} --quick\n'
+                f'<pre class="cmd"><code>python -m {_text(chapter.module)} --quick\n'
                 f'python -m tfguide book</code></pre></section>')
     r = run.results
     rt, data, config = r.get("runtime") or {}, r.get("data") or {}, r.get("config") or {}
@@ -228,82 +354,227 @@ def your_run(chapter: chapters.Chapter, run: Run | None, figures: list[str]) -> 
               f"{data.get('test')} test") if data else "not recorded"
     facts = [("date", when), ("kind", "--quick run" if config.get("quick") else "full run"),
              ("device", device or "not recorded"), ("data", source),
-             ("time", f"{float(r.get('wall_s', 0)):.1f} s"), ("folder", str(run.dir))]
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in facts)
-    metrics = "".join(f"<tr><td><code>{html.escape(k)}</code></td>"
-                      f"<td class=\"num\">{html.escape(format_metric(v))}</td></tr>"
+             ("time", f"{r['wall_s']:.1f} s" if "wall_s" in r else "not recorded"),
+             ("folder", run.dir)]
+    rows = "".join(f"<tr><th>{_text(k)}</th><td>{_text(v)}</td></tr>" for k, v in facts)
+    metrics = "".join(f"<tr><td><code>{_text(k)}</code></td>"
+                      f"<td class=\"num\">{_text(format_metric(v))}</td></tr>"
                       for k, v in (r.get("metrics") or {}).items())
-    figs = "".join(
-        f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(Path(src).stem)}">'
-        f'</a><figcaption>{html.escape(Path(src).name)}</figcaption></figure>'
-        for src in figures)
+    figs = []
+    for where in figures:
+        src, name = _url(*where.split("/")), where.rsplit("/", 1)[-1]
+        figs.append(f'<figure><a href="{src}"><img src="{src}" alt="{_text(name[:-4])}">'
+                    f'</a><figcaption>{_text(name)}</figcaption></figure>')
     return (f'<section class="run"><h2>Your run</h2><table class="facts">{rows}</table>'
-            f'<pre class="cmd"><code>{html.escape(run_command(chapter, config))}</code></pre>'
+            f'<pre class="cmd"><code>{_text(run_command(chapter, config))}</code></pre>'
             f'<h3>Metrics</h3><table class="metrics">{metrics}</table>'
-            f'<h3>Figures</h3>{figs or "<p>This run saved no figures.</p>"}</section>')
+            f'<h3>Figures</h3>{"".join(figs) or "<p>This run saved no figures.</p>"}</section>')
 
 
-def _copy_figures(run: Run | None, out: Path, name: str) -> list[str]:
-    folder = out / "figures" / name
-    if folder.exists():
-        shutil.rmtree(folder)
+def run_figures(run: Run | None, name: str, note: Callable[[str], None]) -> dict[str, bytes]:
+    """Return the run's figures as the book holds them: {"figures/NAME/RUN/x.png": PNG bytes}."""
     if run is None:
-        return []
-    folder = folder / run.dir.name
-    folder.mkdir(parents=True)
-    srcs = []
-    for png in run.figures:
-        shutil.copy2(png, folder / png.name)
-        srcs.append(f"figures/{name}/{run.dir.name}/{png.name}")
-    return srcs
+        return {}
+    found = {}
+    for png in run.figures(note):
+        data, why = _figure_bytes(png)
+        if data is None:
+            note(f"skipped {png}: {why}")
+        else:
+            found[f"figures/{name}/{run.dir.name}/{png.name}"] = data
+    return found
 
 
-def build(out: Path, runs: Path = Path("runs")) -> Path:
-    """Write the book into `out`; return the path of its index.html."""
+def _figure_bytes(png: Path) -> tuple[bytes | None, str]:
+    """Read a figure without following a link or blocking on a pipe: (bytes, "") or (None, why)."""
+    try:
+        fd = os.open(png, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None, "not a regular file"
+            data = f.read(MAX_FIGURE + 1)
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror})"
+    if len(data) > MAX_FIGURE:
+        return None, f"larger than {MAX_FIGURE >> 20} MiB, far more than a figure"
+    if not data.startswith(PNG):
+        return None, "not a PNG image"
+    return data, ""
+
+
+# --- The book folder ------------------------------------------------------------------
+def _book_file(rel: str) -> bool:
+    """Whether `rel` is a path the book writes: a page, style.css or figures/NAME/RUN/x.png."""
+    parts = PurePosixPath(rel).parts
+    if not parts or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        return False
+    if len(parts) == 1:
+        return rel.endswith(".html") or rel == "style.css"
+    return len(parts) == 4 and parts[0] == "figures" and rel.endswith(".png")
+
+
+def _file_sha256(path: Path) -> str | None:
+    """Return the SHA-256 of a regular file (never through a link), or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            digest = hashlib.sha256()
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+            return digest.hexdigest()
+    except OSError:
+        return None
+
+
+class BookFolder:
+    """The book's output folder, and its record of the files the book wrote there.
+
+    Only a file the record names, unchanged since, is replaced or removed; nothing is written
+    through a link. A folder marked by an older tfguide (no record) trusts the files at the
+    paths the book writes, and removes nothing.
+    """
+
+    LEGACY = "written by `python -m tfguide book`"
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        marker = self.out / MARKER
+        self.marked = marker.is_file() and not marker.is_symlink()
+        self.written: dict[str, str] = {}  # book path -> SHA-256, as the last build left it
+        self.legacy = False
+        if not self.marked:
+            return
+        try:
+            text = marker.read_text(encoding="utf-8")
+            self.legacy = text.startswith(self.LEGACY)
+            if not self.legacy:
+                self.written = {rel: digest for rel, digest in json.loads(text)["files"].items()
+                                if _book_file(rel) and isinstance(digest, str)}
+        except (OSError, ValueError, LookupError, TypeError, AttributeError, RecursionError):
+            self.written = {}  # a damaged record: every file in the way is a conflict
+
+    def in_the_way(self, rel: str) -> tuple[str | None, bool]:
+        """Return (what stops the book writing `rel`, or None; whether --force may replace it)."""
+        path = self.out
+        for part in PurePosixPath(rel).parts[:-1]:
+            path = path / part
+            if path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):
+                return f"{path} is in the way (the book keeps its own folder there)", False
+        path = self.out / rel
+        if not os.path.lexists(path):
+            return None, True
+        if path.is_symlink():
+            return f"{path} is a link", True
+        if path.is_dir():
+            return f"{path} is a folder", False
+        if rel in self.written:
+            if _file_sha256(path) == self.written[rel]:
+                return None, True
+            return f"{path} has changed since the book wrote it", True
+        return (None, True) if self.legacy else (f"{path} was not written by tfguide", True)
+
+    def check(self, rels: Sequence[str], force: bool = False) -> None:
+        """Raise `Conflict` if writing `rels` would replace what is not the book's own."""
+        if not self.marked and any(self.out.iterdir()):
+            raise Conflict(f"--out {self.out} is a folder with other files in it; give an empty "
+                           "or new folder (or one an earlier `tfguide book` wrote).")
+        for rel in rels:
+            why, forceable = self.in_the_way(rel)
+            if why and not (force and forceable):
+                raise Conflict(why + ("; move it away, or add --force to replace it"
+                                      if forceable else "; move it away"))
+
+    def write(self, files: dict[str, bytes], note: Callable[[str], None] = _quiet) -> None:
+        """Write `files` (book path: bytes); remove the last build's files this one lacks."""
+        record = dict(self.written)
+        try:
+            for rel, data in files.items():
+                path = self.out / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                replace_file(path, data)
+                record[rel] = hashlib.sha256(data).hexdigest()
+            for rel in sorted(set(self.written) - set(files)):
+                del record[rel]
+                self._remove(rel, note)
+        finally:
+            replace_file(self.out / MARKER, json.dumps(
+                {"written by": "python -m tfguide book", "files": record},
+                indent=1, sort_keys=True).encode() + b"\n")
+
+    def _remove(self, rel: str, note: Callable[[str], None]) -> None:
+        path = self.out / rel
+        why, _ = self.in_the_way(rel)
+        if why:
+            note(f"kept {path}: {why.removeprefix(str(path) + ' ')}")
+            return
+        if not os.path.lexists(path):
+            return
+        path.unlink()
+        folder = path.parent  # figures/NAME/RUN, then figures/NAME, while empty
+        while folder not in (self.out, self.out / "figures"):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
+
+
+def build(out: Path, runs: Path = Path("runs"), force: bool = False,
+          note: Callable[[str], None] = _stderr_note) -> Path:
+    """Write the book into `out`; return the path of its index.html.
+
+    Args:
+        force: replace a page or figure of the book even if it changed since it was written.
+        note: called with one line for each run or figure skipped, or file kept.
+
+    Raises:
+        Conflict: `out` holds files the book did not write where it would write (nothing is
+            written then).
+    """
     md, code_css = _markdown()
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise FileExistsError(f"--out {out} is a folder with other files in it; give an empty "
-                              "or new folder (or one an earlier `tfguide book` wrote).")
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by `python -m tfguide book`\n", encoding="utf-8")
+    folder = BookFolder(out)
     css = (ASSETS / "style.css").read_text(encoding="utf-8")
-    (out / "style.css").write_text(css + "\n/* code: Pygments, style friendly */\n" + code_css,
-                                   encoding="utf-8")
+    files = {"style.css": css + "\n/* code: Pygments, style friendly */\n" + code_css}
+    figures: dict[str, bytes] = {}
     rows = []
     order = list(chapters.CHAPTERS)
     for i, chapter in enumerate(order):
-        run = latest_run(runs, chapter.name)
-        figures = _copy_figures(run, out, chapter.name)
+        run = latest_run(runs, chapter.name, note)
+        copied = run_figures(run, chapter.name, note)
+        figures.update(copied)
         try:
             title, body, toc = render_text(md, chapter.name, resources.chapter_text(chapter.name))
         except FileNotFoundError:
-            title, body, toc = chapter.title, (f"<h1>{html.escape(chapter.title)}</h1><p>This "
+            title, body, toc = chapter.title, (f"<h1>{_text(chapter.title)}</h1><p>This "
                                                "chapter has no text yet.</p>"), []
         prev_link = (f'<a rel="prev" href="{order[i - 1].name}.html">← {i}. '
-                     f'{html.escape(order[i - 1].title)}</a>' if i > 0 else
+                     f'{_text(order[i - 1].title)}</a>' if i > 0 else
                      '<a rel="prev" href="index.html">← Contents</a>')
         next_link = (f'<a rel="next" href="{order[i + 1].name}.html">{i + 2}. '
-                     f'{html.escape(order[i + 1].title)} →</a>' if i + 1 < len(order) else
+                     f'{_text(order[i + 1].title)} →</a>' if i + 1 < len(order) else
                      '<a rel="next" href="index.html">Contents →</a>')
-        contents = "".join(f'<li><a href="#{sid}">{html.escape(h)}</a></li>' for sid, h in toc)
+        contents = "".join(f'<li><a href="#{sid}">{_text(h)}</a></li>' for sid, h in toc)
         layout = (f'<div class="page"><main class="text"><p class="chapter-no">Chapter {i + 1} of '
                   f'{len(order)}</p>{body}<nav class="prevnext">{prev_link}{next_link}</nav></main>'
-                  f'<aside>{your_run(chapter, run, figures)}'
+                  f'<aside>{your_run(chapter, run, list(copied))}'
                   f'<section class="toc"><h2>On this page</h2><ol>{contents}</ol></section>'
                   f'</aside></div>')
-        (out / f"{chapter.name}.html").write_text(page(title, layout, _nav(chapter.name)),
-                                                   encoding="utf-8")
-        status = (f'{html.escape(str(run.results.get("created", ""))[:16].replace("T", " "))}'
+        files[f"{chapter.name}.html"] = page(title, layout, _nav(chapter.name))
+        status = (f'{_text(str(run.results.get("created", ""))[:16].replace("T", " "))}'
                   f'{" (--quick)" if (run.results.get("config") or {}).get("quick") else ""}'
-                  if run else f"<code>python -m {chapter.module} --quick</code>")
+                  if run else f"<code>python -m {_text(chapter.module)} --quick</code>")
         rows.append(f'<tr><td>{i + 1}</td><td><a href="{chapter.name}.html">'
-                    f'{html.escape(chapter.title)}</a></td><td>{html.escape(chapter.summary)}</td>'
-                    f'<td>{html.escape(chapter.ports)}</td><td>{status}</td></tr>')
-    index = out / "index.html"
-    index.write_text(page("Contents", _index_body(rows), _nav(None)), encoding="utf-8")
-    return index
+                    f'{_text(chapter.title)}</a></td><td>{_text(chapter.summary)}</td>'
+                    f'<td>{_text(chapter.ports)}</td><td>{status}</td></tr>')
+    files["index.html"] = page("Contents", _index_body(rows), _nav(None))
+    written = {rel: text.encode("utf-8") for rel, text in files.items()} | figures
+    folder.check(list(written), force)
+    folder.write(written, note)
+    return out / "index.html"
 
 
 def _index_body(rows: list[str]) -> str:
@@ -325,26 +596,40 @@ cell by cell.</p>
 </main></div>"""
 
 
+def _runs_folder(text: str) -> Path:
+    """Return `--runs` as a path: a folder, or a name not there yet (then there are no runs)."""
+    path = Path(text).expanduser()
+    try:
+        if text and (not path.exists() or path.is_dir()):
+            return path
+        why = "a folder (your runs; default runs/)"
+    except OSError as err:
+        why = f"a folder (your runs; default runs/): {err.strerror}"
+    raise cli.bad_value("--runs", repr(text) if not text else text, why)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m tfguide book [--out DIR] [--runs DIR] [--open]`."""
+    """`python -m tfguide book [--out DIR] [--runs DIR] [--open] [--force]`."""
     parser = cli.Parser("python -m tfguide book", "Write the chapters as a local HTML book.")
     parser.add_argument("--out", metavar="DIR", default="book",
                         help="folder for the book (default book/)")
     parser.add_argument("--runs", metavar="DIR", default="runs",
                         help="where your runs are (default runs/, as for --out of a chapter)")
     parser.add_argument("--open", action="store_true", help="open the book in a web browser")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the book's pages and figures even where you changed them")
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        out = cli.output_folder("--out", args.out)
-    except cli.UsageError as err:
+        runs = _runs_folder(args.runs)
+        _markdown()
+        out = writable_folder("--out", args.out)
+        index = build(out, runs, args.force)
+    except (cli.UsageError, Conflict) as err:
         cli.fail(str(err), 2)
-    try:
-        index = build(out, Path(args.runs).expanduser())
     except MissingExtra as err:
         cli.fail(str(err), 1)
-    except FileExistsError as err:
-        cli.fail(str(err), 2)
-    runs = Path(args.runs).expanduser()
+    except OSError as err:  # a disk that is full, a folder removed meanwhile
+        cli.fail(f"could not write the book in {args.out}: {err}", 1)
     with_runs = sum(latest_run(runs, c.name) is not None for c in chapters.CHAPTERS)
     print(f"wrote {index} ({len(chapters.CHAPTERS)} chapters, {with_runs} with your run)")
     if args.open and not webbrowser.open(index.resolve().as_uri()):

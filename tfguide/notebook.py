@@ -245,13 +245,13 @@ def check_target(path: Path, force: bool = False) -> None:
         raise WouldOverwrite(f"{path} {why}; move it away, or add --force to replace it")
 
 
-def replace_file(path: Path, text: str) -> None:
-    """Write `text` to `path` at once: a new file renamed over the old (never through a link)."""
+def replace_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` at once: a new file renamed over the old (never through a link)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -272,7 +272,7 @@ def write(name: str, out: Path, force: bool = False) -> Path:
     check_target(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = nbformat.writes(nb)
-    replace_file(path, text if text.endswith("\n") else text + "\n")
+    replace_file(path, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
     return path
 
 
