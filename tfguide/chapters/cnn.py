@@ -6,7 +6,8 @@ positions, proves them equal to `tf.nn.conv2d` and `tf.nn.max_pool2d`
 (conv-pool-conv-pool-dropout-dense) on handwritten digits and looks inside it:
 its filters, its feature maps and its mistakes.
 
-Text: chapters/cnn.md. Ports 000 §3.3/§4.3, 001 §3.3 and 002 §3.3/§4.2.
+Text: chapters/cnn.md. Ports 000 §3.3/§4.3, 001 §3.3 and 002 §3.3/§4.2 of the source
+documents.
 """
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ import tensorflow as tf
 from keras import layers
 from matplotlib.figure import Figure
 
-from tfguide import chapters, cli, datasets, plotting
-from tfguide.bench import Workload, synthetic_images
+from tfguide import bench, chapters, cli, datasets, plotting
 from tfguide.config import Config
 from tfguide.results import EpochTimer, Experiment
 
@@ -179,12 +179,12 @@ def compile_model(input_shape: tuple[int, ...], num_classes: int,
 
 
 # [start:train]
-def train(model: keras.Model, train_ds, val_ds, epochs: int, callbacks=()):
+def fit_model(model: keras.Model, train_ds, val_ds, epochs: int, callbacks=()):
     """Fit the compiled model on `train_ds`, scoring it on `val_ds` after every epoch."""
     return model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=list(callbacks))
 
 
-def evaluate(model: keras.Model, test_ds, x_test: np.ndarray, batch_size: int):
+def evaluate_model(model: keras.Model, test_ds, x_test: np.ndarray, batch_size: int):
     """Return the test loss and accuracy by name, and the predicted class of each test image."""
     scores = model.evaluate(test_ds, verbose=0, return_dict=True)  # {"loss": …, "accuracy": …}
     probs = model.predict(x_test, batch_size=batch_size, verbose=0)  # (n_test, num_classes)
@@ -193,14 +193,14 @@ def evaluate(model: keras.Model, test_ds, x_test: np.ndarray, batch_size: int):
 
 
 # --- What others borrow: bench -------------------------------------------------------
-def bench_workload(quick: bool, seed: int) -> Workload:
+def bench_workload(quick: bool, seed: int) -> bench.Workload:
     """The CNN on random MNIST-shaped images, for `python -m tfguide bench`."""
     defaults = chapters.get("cnn")
     shape = (28, 28, 1)
-    x, y = synthetic_images(shape, 4096 if quick else 16384, 10, seed)
-    return Workload(build=lambda: compile_model(shape, 10, defaults.learning_rate), x=x, y=y,
-                    batch_size=defaults.batch_size,
-                    note=f"build_model({shape}) on {len(x)} random MNIST-shaped images")
+    x, y = bench.synthetic_images(shape, 4096 if quick else 16384, 10, seed)
+    return bench.Workload(build=lambda: compile_model(shape, 10, defaults.learning_rate), x=x,
+                          y=y, batch_size=defaults.batch_size,
+                          note=f"build_model({shape}) on {len(x)} random MNIST-shaped images")
 
 
 def _epochs_to_target(model: keras.Model, fit_args: dict, test: tuple, target: float,
@@ -292,12 +292,35 @@ def prepare_data(cfg: Config, ex: Experiment) -> tuple[datasets.LoadedData, Batc
         n_train=len(fit_idx))
 
 
-def check_from_scratch(ex: Experiment, model: keras.Model, x_test: np.ndarray) -> None:
-    """Compare conv2d and max_pool2d with tf.nn on real test images and the model's own kernel."""
-    kernel = tf.constant(model.get_layer("conv1").kernel.numpy(), tf.float32)  # (3, 3, c, 32)
-    crop = tf.constant(x_test[:4, :10, :10, :])  # (4, ≤10, ≤10, c): the loops are slow
-    conv_err, pool_err = check_against_tf(crop, kernel)
+def check_from_scratch(cfg: Config, ex: Experiment, data: datasets.LoadedData) -> None:
+    """Compare conv2d and max_pool2d with tf.nn on real test images and a conv1-shaped kernel."""
+    c_in = data.input_shape[-1]
+    kernel = keras.initializers.GlorotUniform(cfg.seed)((3, 3, c_in, 32))  # as Conv2D starts
+    crop = tf.constant(data.x_test[:4, :10, :10, :])  # (4, ≤10, ≤10, c): the loops are slow
+    conv_err, pool_err = check_against_tf(crop, tf.cast(kernel, tf.float32))
     ex.log(conv_max_abs_err=conv_err, pool_max_abs_err=pool_err)
+
+
+def train(cfg: Config, ex: Experiment, data: datasets.LoadedData, batches: Batches):
+    """Build the CNN in the run's strategy scope, fit it, save it; return it and its history."""
+    model = ex.runtime.build(compile_model, data.input_shape, data.num_classes,
+                             cfg.learning_rate)
+    timer = EpochTimer(batches.n_train)
+    history = fit_model(model, batches.train, batches.val, cfg.epochs,
+                        callbacks=ex.callbacks() + [timer])
+    ex.save_model(model)
+    ex.log(train_samples_per_s=timer.samples_per_s())
+    return model, history.history
+
+
+def evaluate(cfg: Config, ex: Experiment, model: keras.Model, data: datasets.LoadedData,
+             batches: Batches, history: dict) -> np.ndarray:
+    """Log the test scores and the last epoch's; return the predicted class of each test image."""
+    test, y_pred = evaluate_model(model, batches.test, data.x_test, cfg.batch_size)
+    ex.log(test_accuracy=test["accuracy"], test_loss=test["loss"],
+           val_accuracy=history["val_accuracy"][-1], train_accuracy=history["accuracy"][-1],
+           params=model.count_params(), test_errors=int(np.sum(y_pred != data.y_test)))
+    return y_pred
 
 
 def feature_maps_figure(image: np.ndarray, maps: dict[str, np.ndarray], title: str,
@@ -343,23 +366,10 @@ def run(cfg: Config) -> dict:
     """Check conv2d/max_pool2d against tf.nn, train the CNN, evaluate it, draw what it learned."""
     with Experiment(cfg) as ex:
         data, batches = prepare_data(cfg, ex)
-        model = ex.runtime.build(compile_model, data.input_shape, data.num_classes,
-                                 cfg.learning_rate)
-        check_from_scratch(ex, model, data.x_test)
-
-        timer = EpochTimer(batches.n_train)
-        history = train(model, batches.train, batches.val, cfg.epochs,
-                        callbacks=ex.callbacks() + [timer])
-        ex.save_model(model)
-
-        test, y_pred = evaluate(model, batches.test, data.x_test, cfg.batch_size)
-        ex.log(test_accuracy=test["accuracy"], test_loss=test["loss"],
-               val_accuracy=history.history["val_accuracy"][-1],
-               train_accuracy=history.history["accuracy"][-1],
-               train_samples_per_s=timer.samples_per_s(), params=model.count_params(),
-               test_errors=int(np.sum(y_pred != data.y_test)))
-
-        draw(ex, model, data, history.history, y_pred)
+        check_from_scratch(cfg, ex, data)
+        model, history = train(cfg, ex, data, batches)
+        y_pred = evaluate(cfg, ex, model, data, batches, history)
+        draw(ex, model, data, history, y_pred)
     return ex.metrics
 
 
