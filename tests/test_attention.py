@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 
 from tfguide.chapters import attention as att
-from tests.conftest import run_quick
 
 # Keras's MultiHeadAttention turns the scale 1/√d_k into a float32 constant even in a
 # float64 layer (ops.cast of a Python float), so float64 agreement stops near 1e-8.
@@ -27,24 +26,18 @@ def _tokens(batch, t, seed=0):
     return tf.constant(tokens)
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    return run_quick(att, tmp_path_factory)
-
-
 def test_quick_run_learns_the_reversal_that_the_baseline_cannot(quick_run):
-    metrics, _ = quick_run
+    metrics, _ = quick_run("attention")
     assert metrics["test_accuracy"] >= 0.95
+    assert metrics["test_sequence_accuracy"] >= 0.6, "most sequences reversed without a slip"
     assert metrics["baseline_accuracy"] <= 0.2, "without attention: about chance (0.1)"
     assert metrics["attention_max_abs_err"] <= 1e-5
     assert metrics["anti_diagonal_weight"] >= 0.4, "uniform attention would give 0.1"
 
 
-def test_quick_run_writes_its_files(quick_run):
-    metrics, run_dir = quick_run
+def test_quick_run_records_the_task_draws_the_heads_and_saves_a_working_model(quick_run):
+    _, run_dir = quick_run("attention")
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["chapter"] == "attention" and results["status"] == "ok"
-    assert results["metrics"] == pytest.approx(metrics)
     assert results["data"]["name"] == "reverse" and results["data"]["source"] == "synthetic"
     assert {p.stem for p in (run_dir / "figures").glob("*.png")} >= {
         "attention_heads", "training_curves", "accuracy_vs_baseline"}
@@ -173,6 +166,16 @@ def test_the_check_catches_a_wrong_implementation(monkeypatch, mistake):
 
 
 # --- The Keras way ----------------------------------------------------------------------
+def test_bench_workload_is_the_chapter_encoder_on_the_reversal_task():
+    work = att.bench_workload(quick=True, seed=0)
+    model = work.build()
+    assert model.compiled and model.get_layer("block").attention is not None
+    assert work.x.shape == work.y.shape == (4096, 10) and work.batch_size == 64
+    np.testing.assert_array_equal(work.y, work.x[:, ::-1])
+    history = model.fit(work.x[:256], work.y[:256], batch_size=work.batch_size, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
 def test_baseline_has_no_attention_and_sees_one_position():
     baseline = att.build_model(10, 10, heads=0)
     assert baseline.get_layer("block").attention is None

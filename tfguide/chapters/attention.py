@@ -8,11 +8,12 @@ digits, a task no model can solve without looking at other positions, beside
 the same model with its attention removed, and draws the alignment each head
 learned.
 
-Text: chapters/attention.md. Ports 000 §2.5/§3.5/§4.5 (see SEEDS.md).
+Text: chapters/attention.md. Ports 000 §2.5/§3.5/§4.5 of the source documents.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -20,12 +21,16 @@ import tensorflow as tf
 from keras import layers, ops
 from matplotlib.figure import Figure
 
-from tfguide import cli, datasets, plotting
+from tfguide import bench, chapters, cli, datasets, plotting
 from tfguide.config import Config
 from tfguide.results import Experiment
 
+SEQ_LEN, VOCAB_SIZE, D_MODEL, HEADS = 10, 10, 64, 2  # the task and the encoder the run trains
+
 
 # --- Prepare the data ---------------------------------------------------------------
+# Code between [start:…]/[end:…] markers is shown in chapters/attention.md; after editing
+# it, refresh the text with python -m tfguide.excerpts chapters/attention.md.
 # [start:data]
 def make_reversal(n: int, seq_len: int, vocab_size: int, seed: int):
     """Draw n random digit sequences x and their reversals y = x[::-1], both (n, seq_len)."""
@@ -240,22 +245,106 @@ def attention_maps(model: keras.Model, tokens) -> np.ndarray:
 # [end:model]
 
 
-def bench_workload(quick: bool, seed: int, jit: bool) -> dict:
-    """The main model and data for `python -m tfguide bench`."""
-    x, y = make_reversal(4096 if quick else 16384, 10, 10, seed)
+# [start:train]
+def compile_model(seq_len: int, vocab_size: int, learning_rate: float, heads: int = 2,
+                  name: str = "transformer") -> keras.Model:
+    """Build the encoder (heads=0: the baseline) and compile it to classify every position."""
+    model = build_model(seq_len, vocab_size, heads=heads, name=name)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  # −log p(target digit), averaged over batch and positions; logits, not softmax
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])  # per-token accuracy
+    return model
 
-    def build():
-        model = build_model(10, 10)
-        model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"],
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=jit)
-        return model
 
-    return dict(build=build, x=x, y=y, batch_size=64,
-                note=f"build_model(10, 10) reversing {len(x)} digit sequences")
+def fit_model(model: keras.Model, train_ds, val_ds, epochs: int, callbacks=()):
+    """Fit the compiled model on `train_ds`, scoring it on `val_ds` after every epoch."""
+    return model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=list(callbacks))
+
+
+def evaluate_model(model: keras.Model, x_test: np.ndarray, y_test: np.ndarray):
+    """Return the test loss and per-token accuracy by name, and the predicted sequences."""
+    scores = model.evaluate(x_test, y_test, batch_size=256, verbose=0, return_dict=True)
+    logits = model.predict(x_test, batch_size=256, verbose=0)  # (n_test, t, vocab)
+    return scores, np.argmax(logits, axis=-1)  # (n_test, t)
+# [end:train]
+
+
+def bench_workload(quick: bool, seed: int) -> bench.Workload:
+    """The encoder reversing random digit sequences, for `python -m tfguide bench`."""
+    defaults = chapters.get("attention")
+    x, y = make_reversal(4096 if quick else 16384, SEQ_LEN, VOCAB_SIZE, seed)
+    return bench.Workload(
+        build=lambda: compile_model(SEQ_LEN, VOCAB_SIZE, defaults.learning_rate), x=x, y=y,
+        batch_size=defaults.batch_size,
+        note=f"build_model({SEQ_LEN}, {VOCAB_SIZE}) reversing {len(x)} digit sequences")
 
 
 # --- Run ----------------------------------------------------------------------------
+class Reversal(NamedTuple):
+    """The reversal task, split: pipelines to train and validate on, arrays to test on."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    x_test: np.ndarray  # (n_test, t)
+    y_test: np.ndarray  # (n_test, t)
+
+
+def prepare_data(cfg: Config, ex: Experiment) -> Reversal:
+    """Draw random digit sequences and their reversals; split them three ways."""
+    n_train, n_val, n_test = (3000, 500, 1000) if cfg.quick else (20000, 1000, 2000)
+    x, y = make_reversal(n_train + n_val + n_test, SEQ_LEN, VOCAB_SIZE, cfg.seed)
+    ex.record_data("reverse", "synthetic", n_train, n_test, validation=n_val,
+                   seq_len=SEQ_LEN, vocab_size=VOCAB_SIZE,
+                   task="y = x reversed; x uniform over digits 0-9")
+    val = slice(n_train, n_train + n_val)
+    return Reversal(
+        train=datasets.pipeline(x[:n_train], y[:n_train], cfg.batch_size, shuffle=True,
+                                seed=cfg.seed),
+        val=datasets.pipeline(x[val], y[val], 256),
+        x_test=x[n_train + n_val:], y_test=y[n_train + n_val:])
+
+
+def check_from_scratch(cfg: Config, ex: Experiment, data: Reversal) -> None:
+    """Our multi-head attention vs a fresh Keras layer's, on test sequences given unit-scale
+    random embeddings (float32, whatever --precision says), with and without a causal mask."""
+    rng = np.random.default_rng(cfg.seed)
+    table = rng.standard_normal((VOCAB_SIZE, D_MODEL)).astype(np.float32)  # a vector per digit
+    x = tf.constant(table[data.x_test[:64]])  # (64, t, d_model)
+    layer = layers.MultiHeadAttention(HEADS, D_MODEL // HEADS, dtype="float32")
+    layer(x, x)  # builds its weights, initialised as in the model
+    p = from_keras_weights(layer)
+    ex.log(attention_max_abs_err=max(attention_error(p, HEADS, x),
+                                     attention_error(p, HEADS, x, causal=True)))
+
+
+def train(cfg: Config, ex: Experiment, data: Reversal) -> tuple[dict, dict]:
+    """Build and fit the encoder and its no-attention baseline; save the encoder."""
+    models, histories = {}, {}
+    for name, heads in (("transformer", HEADS), ("baseline", 0)):
+        model = ex.runtime.build(compile_model, SEQ_LEN, VOCAB_SIZE, cfg.learning_rate,
+                                 heads=heads, name=name)
+        print(f"Training the {name} ({model.count_params():,} weights)")
+        callbacks = ex.callbacks("" if heads else name)
+        histories[name] = fit_model(model, data.train, data.val, cfg.epochs, callbacks).history
+        models[name] = model
+    ex.save_model(models["transformer"])
+    return models, histories
+
+
+def evaluate(ex: Experiment, models: dict, data: Reversal) -> np.ndarray:
+    """Log both models' test accuracy and where attention looks; return the attention maps."""
+    scores, y_pred = evaluate_model(models["transformer"], data.x_test, data.y_test)
+    baseline, _ = evaluate_model(models["baseline"], data.x_test, data.y_test)
+    # How much weight lands where reversal needs it: output i reads input t-1-i.
+    maps = attention_maps(models["transformer"], data.x_test[:256])  # (256, heads, t, t)
+    anti = np.fliplr(np.eye(SEQ_LEN, dtype=bool))  # (t, t), True at (i, t-1-i)
+    ex.log(test_accuracy=scores["accuracy"], baseline_accuracy=baseline["accuracy"],
+           test_sequence_accuracy=np.mean(np.all(y_pred == data.y_test, axis=1)),
+           anti_diagonal_weight=maps[..., anti].mean())
+    return maps
+
+
 def _head_panels(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> Figure:
     heads = weights.shape[0]
     fig = Figure(figsize=(4.4 * heads, 4.0), layout="constrained")
@@ -269,60 +358,28 @@ def _head_panels(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> Figure:
     return fig
 
 
+def draw(cfg: Config, ex: Experiment, data: Reversal, histories: dict, maps: np.ndarray):
+    """The heads' attention, the encoder's curves, and its accuracy beside the baseline's."""
+    ex.save_figure(_head_panels(maps[0], data.x_test[0], data.y_test[0]), "attention_heads")
+    ex.save_figure(plotting.history_curves(histories["transformer"],
+                                           "Transformer encoder: reversing digits"),
+                   "training_curves")
+    ex.save_figure(plotting.line_plot(
+        {"transformer (validation)": histories["transformer"]["val_accuracy"],
+         "no attention (validation)": histories["baseline"]["val_accuracy"],
+         "chance": [1 / VOCAB_SIZE] * cfg.epochs},
+        x=np.arange(1, cfg.epochs + 1), xlabel="epoch", ylabel="per-token accuracy",
+        title="Attention vs the same model without it"), "accuracy_vs_baseline")
+
+
 def run(cfg: Config) -> dict:
     """Check attention against Keras, then train the encoder and its no-attention baseline."""
     with Experiment(cfg) as ex:
-        seq_len, vocab = 10, 10
-        n_train, n_val, n_test = (3000, 500, 1000) if cfg.quick else (20000, 1000, 2000)
-        x, y = make_reversal(n_train + n_val + n_test, seq_len, vocab, cfg.seed)
-        x_train, y_train = x[:n_train], y[:n_train]
-        x_val, y_val = x[n_train:n_train + n_val], y[n_train:n_train + n_val]
-        x_test, y_test = x[n_train + n_val:], y[n_train + n_val:]
-        ex.record_data("reverse", "synthetic", n_train, n_test, validation=n_val,
-                       seq_len=seq_len, vocab_size=vocab,
-                       task="y = x reversed; x uniform over digits 0-9")
-        train = datasets.pipeline(x_train, y_train, cfg.batch_size, shuffle=True, seed=cfg.seed)
-        val = datasets.pipeline(x_val, y_val, 256)
-
-        histories, accuracy = {}, {}
-        for tag, heads in (("transformer", 2), ("baseline", 0)):
-            with ex.strategy.scope():
-                model = build_model(seq_len, vocab, heads=heads, name=tag)
-                model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                              metrics=["accuracy"], jit_compile=ex.runtime.jit)
-            print(f"Training the {tag} ({model.count_params():,} weights)")
-            history = model.fit(train, epochs=cfg.epochs, validation_data=val,
-                                callbacks=ex.callbacks("" if heads else tag))
-            histories[tag] = history.history
-            accuracy[tag] = model.evaluate(x_test, y_test, batch_size=256, verbose=0)[1]
-            if heads:
-                transformer = model
-        ex.save_model(transformer)
-
-        # The from-scratch attention against Keras, with the trained layer's own weights
-        # (in float32, whatever --precision says) on real embedded test sequences.
-        embedded = ops.cast(transformer.get_layer("embed")(x_test[:64]), "float32")
-        p = from_keras_weights(transformer.get_layer("block").attention)
-        err = max(attention_error(p, 2, embedded),
-                  attention_error(p, 2, embedded, causal=True))
-
-        # How much weight lands where reversal needs it: output i reads input t-1-i.
-        maps = attention_maps(transformer, x_test[:256])  # (256, heads, t, t)
-        anti = np.fliplr(np.eye(seq_len, dtype=bool))  # (t, t), True at (i, t-1-i)
-        ex.log(test_accuracy=accuracy["transformer"], baseline_accuracy=accuracy["baseline"],
-               attention_max_abs_err=err, anti_diagonal_weight=maps[..., anti].mean())
-
-        ex.save_figure(_head_panels(maps[0], x_test[0], y_test[0]), "attention_heads")
-        ex.save_figure(plotting.history_curves(histories["transformer"],
-                                               "Transformer encoder: reversing digits"),
-                       "training_curves")
-        ex.save_figure(plotting.line_plot(
-            {"transformer (validation)": histories["transformer"]["val_accuracy"],
-             "no attention (validation)": histories["baseline"]["val_accuracy"],
-             "chance": [1 / vocab] * cfg.epochs},
-            x=np.arange(1, cfg.epochs + 1), xlabel="epoch", ylabel="per-token accuracy",
-            title="Attention vs the same model without it"), "accuracy_vs_baseline")
+        data = prepare_data(cfg, ex)
+        check_from_scratch(cfg, ex, data)
+        models, histories = train(cfg, ex, data)
+        maps = evaluate(ex, models, data)
+        draw(cfg, ex, data, histories, maps)
     return ex.metrics
 
 
