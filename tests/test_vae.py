@@ -8,16 +8,10 @@ import tensorflow as tf
 
 from tfguide import cli
 from tfguide.chapters import vae as V
-from tests.conftest import run_quick
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    return run_quick(V, tmp_path_factory)
 
 
 def test_quick_run_beats_the_mean_image(quick_run):
-    metrics, _ = quick_run
+    metrics, _ = quick_run("vae")
     assert metrics["test_recon_loss"] <= 0.85 * metrics["baseline_recon_loss"]
     assert 0 < metrics["test_kl"] < float("inf")
     assert metrics["test_loss"] == pytest.approx(metrics["test_recon_loss"] + metrics["test_kl"],
@@ -25,13 +19,13 @@ def test_quick_run_beats_the_mean_image(quick_run):
     assert metrics["test_mse_ratio"] < 0.85
     assert metrics["ae_test_recon_loss"] < metrics["baseline_recon_loss"]
     assert 0.5 < metrics["vae_code_std"] < 1.5, "the KL term pulls the codes onto N(0, 1)"
+    assert metrics["kl_monte_carlo_rel_err"] <= 0.02
+    assert metrics["recon_loss_max_rel_err"] <= 1e-9
 
 
-def test_quick_run_writes_its_files(quick_run):
-    metrics, run_dir = quick_run
+def test_quick_run_records_its_code_size_and_draws_both_models(quick_run):
+    _, run_dir = quick_run("vae")
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["chapter"] == "vae" and results["status"] == "ok"
-    assert results["metrics"] == pytest.approx(metrics)
     assert results["data"]["name"] == "digits" and results["config"]["options"]["latent_dim"] == 2
     figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
     assert {"reconstructions", "prior_samples", "latent_maps", "manifold",
@@ -42,7 +36,7 @@ def test_quick_run_writes_its_files(quick_run):
 
 
 def test_saved_model_reloads_in_safe_mode(quick_run):
-    _, run_dir = quick_run
+    _, run_dir = quick_run("vae")
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     assert isinstance(model, V.VAE)
     assert model.decoder.output_shape == (None, 8, 8, 1)
@@ -71,6 +65,16 @@ def test_convolutional_vae_trains_on_28x28_images():
     loss = history.history["loss"]
     assert np.isfinite(loss).all() and loss[-1] < loss[0]
     assert {"loss", "recon_loss", "kl"} == set(history.history)
+
+
+def test_bench_workload_is_the_chapter_vae_on_mnist_shaped_images():
+    work = V.bench_workload(quick=True, seed=0)
+    model = work.build()
+    assert isinstance(model, V.VAE) and model.compiled and work.y is None
+    assert work.x.shape == (4096, 28, 28, 1) and work.batch_size == 64
+    assert model.decoder.output_shape == (None, 28, 28, 1)
+    history = model.fit(work.x[:128], batch_size=work.batch_size, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
 
 
 def test_latent_dim_flag_is_validated():

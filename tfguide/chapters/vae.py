@@ -7,23 +7,27 @@ VAE (a `keras.Model` with its own `train_step`) beside the plain, deterministic
 autoencoder the original text describes, and shows why only one of them can
 generate: decoding random prior samples, and the shape of each latent space.
 
-Text: chapters/vae.md. Ports 000 §2.4 and 002 §2/§3.5 (see SEEDS.md).
+Text: chapters/vae.md. Ports 000 §2.4 and 002 §2/§3.5 of the source documents.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers, ops
+from matplotlib.figure import Figure
 
-from tfguide import cli, datasets, plotting
+from tfguide import bench, chapters, cli, datasets, plotting
 from tfguide.config import Config
 from tfguide.results import Experiment
 
 
 # --- From scratch -----------------------------------------------------------------
+# Code between [start:…]/[end:…] markers is shown in chapters/vae.md; after editing it,
+# refresh the text with python -m tfguide.excerpts chapters/vae.md.
 # [start:scratch]
 def reparameterize(mu, log_var, eps):
     """z = μ + σ·ε with σ = exp(½·log σ²): a sample of N(μ, σ²) that is differentiable in μ, σ."""
@@ -201,7 +205,105 @@ def build_autoencoder(input_shape, latent_dim: int = 2) -> keras.Model:
 # [end:autoencoder]
 
 
+# [start:train]
+def compile_vae(input_shape, latent_dim: int, learning_rate: float,
+                seed: int | None = None) -> VAE:
+    """Build the VAE and give it an optimizer; its loss is in its own train_step."""
+    vae = build_model(input_shape, latent_dim, seed=seed)
+    vae.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    return vae
+
+
+def compile_autoencoder(input_shape, latent_dim: int, learning_rate: float) -> keras.Model:
+    """Build the plain autoencoder and compile it with the reconstruction loss alone."""
+    ae = build_autoencoder(input_shape, latent_dim)
+    ae.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=reconstruction_loss)
+    return ae
+
+
+def fit_model(model: keras.Model, train_ds, epochs: int, val_ds=None, callbacks=()):
+    """Fit either model on `train_ds` (images for the VAE, (image, image) for the AE)."""
+    return model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=list(callbacks))
+
+
+def evaluate_vae(vae: VAE, test_ds, x_test: np.ndarray):
+    """Return the test losses by name, each test image's code μ and its reconstruction."""
+    scores = vae.evaluate(test_ds, verbose=0, return_dict=True)  # z sampled, as in training
+    mu, _ = vae.encoder.predict(x_test, verbose=0)  # (n_test, latent)
+    logits = vae.decoder.predict(mu, verbose=0)  # (n_test, h, w, c): decoded from z = μ
+    return scores, mu, ops.convert_to_numpy(ops.sigmoid(logits))  # pixel probabilities
+# [end:train]
+
+
+def bench_workload(quick: bool, seed: int) -> bench.Workload:
+    """The VAE on random MNIST-shaped images, for `python -m tfguide bench`."""
+    defaults = chapters.get("vae")
+    shape = (28, 28, 1)
+    x, _ = bench.synthetic_images(shape, 4096 if quick else 16384, 10, seed)
+    return bench.Workload(build=lambda: compile_vae(shape, 2, defaults.learning_rate, seed),
+                          x=x, y=None, batch_size=defaults.batch_size,
+                          note=f"build_model({shape}) on {len(x)} random MNIST-shaped images")
+
+
 # --- Run ----------------------------------------------------------------------------
+class Images(NamedTuple):
+    """The loaded images and the pipelines the two models train and test on."""
+
+    data: datasets.LoadedData
+    train: tf.data.Dataset  # training images alone: the VAE's train_step needs nothing else
+    pairs: tf.data.Dataset  # (image, image): the autoencoder's input and its target
+    test: tf.data.Dataset  # test images alone
+
+
+class Outputs(NamedTuple):
+    """What the trained models make of the test images and of prior draws z ~ N(0, I)."""
+
+    mu: np.ndarray  # (n_test, latent): the VAE's codes
+    recon: np.ndarray  # (n_test, h, w, c): the VAE's reconstructions from μ
+    ae_codes: np.ndarray  # (n_test, latent)
+    ae_recon: np.ndarray  # (n_test, h, w, c)
+    vae_samples: np.ndarray  # (64, h, w, c): the same z decoded by each decoder
+    ae_samples: np.ndarray
+
+
+def prepare_data(cfg: Config, ex: Experiment) -> Images:
+    """Load the images; batch them for each model, shuffled the same way."""
+    data = ex.load_data()
+    batches = dict(batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+    return Images(data, train=datasets.pipeline(data.x_train, **batches),
+                  pairs=datasets.pipeline(data.x_train, data.x_train, **batches),
+                  test=datasets.pipeline(data.x_test, batch_size=256))
+
+
+def check_from_scratch(cfg: Config, ex: Experiment, images: Images) -> None:
+    """The closed-form KL against Monte-Carlo, the reconstruction loss against Keras's BCE."""
+    rng = np.random.default_rng(cfg.seed)
+    latent_dim = cfg.options["latent_dim"]
+    mu, log_var = rng.normal(0, 1, (64, latent_dim)), rng.normal(0, 0.7, (64, latent_dim))
+    closed = float(np.mean(kl_divergence(mu, log_var)))
+    estimate = float(np.mean(kl_monte_carlo(mu, log_var, n=10_000, seed=cfg.seed)))
+    x = images.data.x_test[:64].astype(np.float64)  # (64, h, w, c): real images as targets
+    logits = rng.normal(0, 4.0, x.shape)  # (64, h, w, c)
+    ours = np.asarray(reconstruction_loss(x, logits))  # (64,)
+    bce = keras.losses.binary_crossentropy(x[..., None], logits[..., None], from_logits=True)
+    theirs = np.asarray(bce).reshape(len(x), -1).sum(axis=1)  # (64,): summed over the pixels
+    ex.log(kl_monte_carlo_rel_err=abs(estimate - closed) / closed,
+           recon_loss_max_rel_err=np.max(np.abs(ours - theirs) / theirs))
+
+
+def train(cfg: Config, ex: Experiment, images: Images) -> tuple[VAE, keras.Model, dict]:
+    """Build and fit the VAE, then the plain autoencoder; save the VAE."""
+    shape, latent_dim = images.data.input_shape, cfg.options["latent_dim"]
+    vae = ex.runtime.build(compile_vae, shape, latent_dim, cfg.learning_rate, seed=cfg.seed)
+    ae = ex.runtime.build(compile_autoencoder, shape, latent_dim, cfg.learning_rate)
+    print(f"VAE, latent size {latent_dim}: {cfg.epochs} epochs")
+    history = fit_model(vae, images.train, cfg.epochs, images.test, ex.callbacks())
+    print("Plain autoencoder: the same networks without sampling or KL term")
+    fit_model(ae, images.pairs, cfg.epochs, callbacks=ex.callbacks("autoencoder"))
+    ex.save_model(vae)
+    return vae, ae, history.history
+
+
 def _decode(decoder: keras.Model, z) -> np.ndarray:
     """Pixel probabilities sigmoid(logits) for codes `z`."""
     return ops.convert_to_numpy(ops.sigmoid(decoder.predict(z, verbose=0)))
@@ -214,82 +316,39 @@ def _nearest_mse(images: np.ndarray, reference: np.ndarray) -> float:
     return float(np.maximum(d.min(axis=1), 0).mean() / a.shape[1])
 
 
-def run(cfg: Config) -> dict:
-    """Train the VAE and the plain autoencoder; log losses against the mean-image baseline."""
-    with Experiment(cfg) as ex:
-        data = ex.load_data()
-        x_train, x_test, y_test = data.x_train, data.x_test, data.y_test
-        latent_dim, shape = cfg.options["latent_dim"], data.input_shape
-        batches = dict(batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
-        test = datasets.pipeline(x_test, batch_size=256)
-        with ex.strategy.scope():
-            vae = build_model(shape, latent_dim, seed=cfg.seed)
-            vae.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                        jit_compile=ex.runtime.jit)
-            ae = build_autoencoder(shape, latent_dim)
-            ae.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                       loss=reconstruction_loss, jit_compile=ex.runtime.jit)
-        print(f"VAE, latent size {latent_dim}: {cfg.epochs} epochs")
-        history = vae.fit(datasets.pipeline(x_train, **batches), epochs=cfg.epochs,
-                          validation_data=test, shuffle=False, callbacks=ex.callbacks())
-        print("Plain autoencoder: the same networks without sampling or KL term")
-        ae.fit(datasets.pipeline(x_train, x_train, **batches), epochs=cfg.epochs, shuffle=False,
-               callbacks=ex.callbacks("autoencoder"))
-        ex.save_model(vae)
-
-        # Test losses against the baseline of always predicting the mean training image.
-        scores = vae.evaluate(test, verbose=0, return_dict=True)  # z sampled, as in training
-        p_mean = np.clip(x_train.mean(axis=0, keepdims=True), 1e-6, 1 - 1e-6)  # (1, h, w, c)
-        mean_logits = np.broadcast_to(np.log(p_mean / (1 - p_mean)), x_test.shape)
-        baseline = float(ops.mean(reconstruction_loss(x_test, mean_logits)))
-        mse_baseline = float(np.mean((x_test - p_mean) ** 2))
-        mu_test = vae.encoder.predict(x_test, verbose=0)[0]  # (n_test, latent)
-        recon = _decode(vae.decoder, mu_test)  # the most likely reconstruction
-        ae_encoder, ae_decoder = ae.get_layer("ae_encoder"), ae.get_layer("ae_decoder")
-        ae_codes = ae_encoder.predict(x_test, verbose=0)  # (n_test, latent)
-        ae_logits = ae.predict(x_test, verbose=0)
-        ae_recon = ops.convert_to_numpy(ops.sigmoid(ae_logits))
-
-        # Generate: decode the same draws z ~ N(0, I) with each decoder, and measure how far
-        # each result is from the closest real training image (a real test image for scale).
-        z_prior = np.random.default_rng(cfg.seed).standard_normal((64, latent_dim))
-        vae_samples = _decode(vae.decoder, z_prior.astype("float32"))
-        ae_samples = _decode(ae_decoder, z_prior.astype("float32"))
-        ex.log(
-            test_loss=scores["loss"], test_recon_loss=scores["recon_loss"], test_kl=scores["kl"],
-            baseline_recon_loss=baseline, recon_ratio=scores["recon_loss"] / baseline,
-            test_mse_ratio=np.mean((recon - x_test) ** 2) / mse_baseline,
-            ae_test_recon_loss=ops.mean(reconstruction_loss(x_test, ae_logits)),
-            ae_test_mse_ratio=np.mean((ae_recon - x_test) ** 2) / mse_baseline,
-            vae_code_std=np.std(mu_test), ae_code_std=np.std(ae_codes),
-            vae_prior_nn_mse=_nearest_mse(vae_samples, x_train),
-            ae_prior_nn_mse=_nearest_mse(ae_samples, x_train),
-            real_nn_mse=_nearest_mse(x_test[:64], x_train),
-        )
-
-        # Figures.
-        ex.save_figure(plotting.image_grid(
-            np.concatenate([x_test[:16], recon[:16], ae_recon[:16]]), ncols=16,
-            title="Test images; VAE reconstructions (from μ); plain AE reconstructions"),
-            "reconstructions")
-        ex.save_figure(plotting.image_grid(
-            np.concatenate([vae_samples[:32], ae_samples[:32]]), ncols=16,
-            title="The same z ~ N(0, I) decoded: VAE (top two rows), plain AE (bottom two)"),
-            "prior_samples")
-        ex.save_figure(_latent_maps(mu_test, ae_codes, y_test), "latent_maps")
-        if latent_dim == 2:
-            ex.save_figure(_manifold(vae.decoder, shape), "manifold")
-        curves = {k: history.history[k] for p in ("", "val_") for k in
-                  (p + "loss", p + "recon_loss", p + "kl")}
-        ex.save_figure(plotting.history_curves(curves, "VAE training: loss (−ELBO) = "
-                                               "reconstruction + KL, per image"), "loss_curves")
-    return ex.metrics
+def evaluate(cfg: Config, ex: Experiment, vae: VAE, ae: keras.Model, images: Images) -> Outputs:
+    """Log both models' test losses against the mean-image baseline, and how well each generates."""
+    x_train, x_test = images.data.x_train, images.data.x_test
+    scores, mu, recon = evaluate_vae(vae, images.test, x_test)
+    # The baseline: always predict the mean training image.
+    p_mean = np.clip(x_train.mean(axis=0, keepdims=True), 1e-6, 1 - 1e-6)  # (1, h, w, c)
+    mean_logits = np.broadcast_to(np.log(p_mean / (1 - p_mean)), x_test.shape)
+    baseline = float(ops.mean(reconstruction_loss(x_test, mean_logits)))
+    mse_baseline = float(np.mean((x_test - p_mean) ** 2))
+    ae_codes = ae.get_layer("ae_encoder").predict(x_test, verbose=0)  # (n_test, latent)
+    ae_logits = ae.predict(x_test, verbose=0)  # (n_test, h, w, c)
+    ae_recon = ops.convert_to_numpy(ops.sigmoid(ae_logits))
+    # Generate: decode the same draws z ~ N(0, I) with each decoder, and measure how far
+    # each result is from the closest real training image (a real test image for scale).
+    z_prior = np.random.default_rng(cfg.seed).standard_normal((64, mu.shape[1]))
+    vae_samples = _decode(vae.decoder, z_prior.astype("float32"))
+    ae_samples = _decode(ae.get_layer("ae_decoder"), z_prior.astype("float32"))
+    ex.log(
+        test_loss=scores["loss"], test_recon_loss=scores["recon_loss"], test_kl=scores["kl"],
+        baseline_recon_loss=baseline, recon_ratio=scores["recon_loss"] / baseline,
+        test_mse_ratio=np.mean((recon - x_test) ** 2) / mse_baseline,
+        ae_test_recon_loss=ops.mean(reconstruction_loss(x_test, ae_logits)),
+        ae_test_mse_ratio=np.mean((ae_recon - x_test) ** 2) / mse_baseline,
+        vae_code_std=np.std(mu), ae_code_std=np.std(ae_codes),
+        vae_prior_nn_mse=_nearest_mse(vae_samples, x_train),
+        ae_prior_nn_mse=_nearest_mse(ae_samples, x_train),
+        real_nn_mse=_nearest_mse(x_test[:64], x_train),
+    )
+    return Outputs(mu, recon, ae_codes, ae_recon, vae_samples, ae_samples)
 
 
-def _latent_maps(vae_codes, ae_codes, labels):
+def _latent_maps(vae_codes, ae_codes, labels) -> Figure:
     """Scatter the first two code dimensions of the test images, VAE beside plain AE."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     for i, (codes, name) in enumerate([(vae_codes, "VAE: μ of q(z|x)"), (ae_codes, "plain AE: z")]):
         plotting.scatter_2d(codes[:, :2], labels, title=name, xlabel="z₁", ylabel="z₂",
@@ -297,14 +356,12 @@ def _latent_maps(vae_codes, ae_codes, labels):
     return fig
 
 
-def _manifold(decoder, shape, n: int = 15):
+def _manifold(decoder, shape, n: int = 15) -> Figure:
     """Decode an n×n grid of z over the prior's central 90 % (Gaussian quantiles), tiled."""
-    from matplotlib.figure import Figure
-
     h, w, c = shape
     q = math.sqrt(2) * ops.convert_to_numpy(ops.erfinv(np.linspace(-0.9, 0.9, n)))  # Φ⁻¹
     z = np.stack(np.meshgrid(q, q[::-1]), axis=-1).reshape(-1, 2).astype("float32")  # (n², 2)
-    images = ops.convert_to_numpy(ops.sigmoid(decoder.predict(z, verbose=0)))  # (n², h, w, c)
+    images = _decode(decoder, z)  # (n², h, w, c)
     tiled = images.reshape(n, n, h, w, c).transpose(0, 2, 1, 3, 4).reshape(n * h, n * w, c)
     fig = Figure(figsize=(6.5, 6.5), layout="constrained")
     ax = fig.add_subplot()
@@ -313,6 +370,36 @@ def _manifold(decoder, shape, n: int = 15):
     ax.set(title="Decoder output over a grid of z (prior quantiles 5 %–95 %)",
            xlabel="z₁", ylabel="z₂")
     return fig
+
+
+def draw(ex: Experiment, vae: VAE, images: Images, out: Outputs, history: dict) -> None:
+    """Reconstructions, prior samples, both code spaces, the VAE's manifold and loss curves."""
+    x_test, y_test = images.data.x_test, images.data.y_test
+    ex.save_figure(plotting.image_grid(
+        np.concatenate([x_test[:16], out.recon[:16], out.ae_recon[:16]]), ncols=16,
+        title="Test images; VAE reconstructions (from μ); plain AE reconstructions"),
+        "reconstructions")
+    ex.save_figure(plotting.image_grid(
+        np.concatenate([out.vae_samples[:32], out.ae_samples[:32]]), ncols=16,
+        title="The same z ~ N(0, I) decoded: VAE (top two rows), plain AE (bottom two)"),
+        "prior_samples")
+    ex.save_figure(_latent_maps(out.mu, out.ae_codes, y_test), "latent_maps")
+    if out.mu.shape[1] == 2:
+        ex.save_figure(_manifold(vae.decoder, images.data.input_shape), "manifold")
+    curves = {k: history[k] for p in ("", "val_") for k in (p + "loss", p + "recon_loss", p + "kl")}
+    ex.save_figure(plotting.history_curves(curves, "VAE training: loss (−ELBO) = "
+                                           "reconstruction + KL, per image"), "loss_curves")
+
+
+def run(cfg: Config) -> dict:
+    """Check the VAE's pieces, train it beside the plain autoencoder, compare, draw."""
+    with Experiment(cfg) as ex:
+        images = prepare_data(cfg, ex)
+        check_from_scratch(cfg, ex, images)
+        vae, ae, history = train(cfg, ex, images)
+        out = evaluate(cfg, ex, vae, ae, images)
+        draw(ex, vae, images, out, history)
+    return ex.metrics
 
 
 def main(argv=None):
