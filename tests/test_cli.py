@@ -1,4 +1,9 @@
 """The shared command line: every bad value exits 2 with one clear line."""
+import os
+import json
+import signal
+import socket
+import time
 import subprocess
 import sys
 
@@ -8,9 +13,11 @@ from tfguide import chapters, cli
 from tfguide.__main__ import list_chapters
 
 
-def run_cmd(*args, env=None, timeout=120):
+def run_cmd(*args, env=None, env_extra=None, timeout=120, **popen):
+    if env_extra is not None:
+        env = {**os.environ, **(env or {}), **env_extra}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+                          timeout=timeout, env=env, **popen)
 
 
 BAD_VALUES = [
@@ -25,8 +32,12 @@ BAD_VALUES = [
     ("--learning-rate", "nan", "finite number > 0"),
     ("--learning-rate", "inf", "finite number > 0"),
     ("--learning-rate", "fast", "finite number > 0"),
-    ("--seed", "-1", "integer >= 0"),
-    ("--seed", "x", "integer >= 0"),
+    ("--seed", "-1", "integer from 0 to 4294967295"),
+    ("--seed", "x", "integer from 0 to 4294967295"),
+    ("--seed", str(2**32), "integer from 0 to 4294967295"),
+    ("--data", "", "one of"),
+    ("--data-dir", "", "existing folder"),
+    ("--out", "", "a folder name"),
     ("--data", "imagenet", "one of"),
     ("--device", "tpu", "one of auto, cpu, gpu"),
     ("--precision", "half", "one of float32, mixed"),
@@ -74,12 +85,14 @@ def test_every_chapter_accepts_multiworker_given_a_valid_tf_config(monkeypatch, 
     assert cli.parse(name, ["--strategy", "multiworker"]).strategy == "multiworker"
 
 
-def test_data_dir_from_environment(monkeypatch, tmp_path):
+def test_data_dir_from_environment_is_checked_only_where_data_is_read(monkeypatch, tmp_path):
     monkeypatch.setenv("TFGUIDE_DATA_DIR", str(tmp_path))
     assert cli.parse("gradient_descent", []).data_dir == tmp_path
-    monkeypatch.setenv("TFGUIDE_DATA_DIR", str(tmp_path / "missing"))
-    with pytest.raises(cli.UsageError, match="TFGUIDE_DATA_DIR must be an existing folder"):
-        cli.parse("gradient_descent", [])
+    monkeypatch.setenv("TFGUIDE_DATA_DIR", str(tmp_path / "missing"))  # stale: harmless here
+    assert cli.parse("gradient_descent", []).data_dir == tmp_path / "missing"
+    result = run_cmd("-m", "tfguide", "text", "gradient_descent",
+                     env_extra={"TFGUIDE_DATA_DIR": str(tmp_path / "missing")})
+    assert result.returncode == 0
 
 
 def test_quick_and_full_defaults_come_from_the_registry():
@@ -176,7 +189,7 @@ def test_gpu_request_without_gpu_fails_with_one_line(tmp_path):
 
 def test_keyboard_interrupt_stops_cleanly(tmp_path, capsys):
     def interrupted_run(cfg):
-        cfg.run_dir.mkdir(parents=True)
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
         (cfg.run_dir / "partial.txt").write_text("kept")
         raise KeyboardInterrupt
 
@@ -187,3 +200,170 @@ def test_keyboard_interrupt_stops_cleanly(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Interrupted" in err and "Traceback" not in err
     assert len(list(tmp_path.rglob("partial.txt"))) == 1
+
+
+# --- Hardening: every entry point answers in one line (issue classes 1, 2, 5, 7) ---------------
+def one_error_line(result) -> str:
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tfguide: error:"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("make_out,needle", [
+    (lambda tmp: tmp / "afile" / "runs", "is a file, not a folder"),
+    (lambda tmp: tmp / "afile", "is a file, not a folder"),
+    (lambda tmp: tmp / ("x" * 300), "longer than"),
+])
+@pytest.mark.parametrize("command", [["-m", "tfguide.chapters.backprop"],
+                                     ["-m", "tfguide", "run", "backprop"],
+                                     ["-m", "tfguide", "bench"],
+                                     ["-m", "tfguide", "book"],
+                                     ["-m", "tfguide", "notebook", "cnn"]])
+def test_impossible_out_is_one_line_before_tensorflow(tmp_path, make_out, needle, command):
+    (tmp_path / "afile").write_text("not a folder")
+    result = run_cmd("-X", "importtime", *command, "--out", str(make_out(tmp_path)))
+    assert result.returncode == 2
+    lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("import time:")]
+    assert len(lines) == 1 and "--out" in lines[0] and needle in lines[0], result.stderr[-500:]
+    assert "tensorflow" not in result.stderr
+
+
+def test_unwritable_out_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a non-root user would see
+    with pytest.raises(cli.UsageError, match="is not writable"):
+        cli.parse("backprop", ["--out", str(tmp_path / "runs")])
+
+
+def test_out_where_no_folder_can_be_made_is_one_line(tmp_path):
+    result = run_cmd("-m", "tfguide", "run", "backprop", "--quick", "--out", "/proc/tfguide-runs")
+    assert result.returncode == 2 and "--out" in one_error_line(result)
+
+
+def test_batch_larger_than_the_training_set_is_a_usage_error(tmp_path):
+    result = run_cmd("-m", "tfguide.chapters.gradient_descent", "--quick", "--batch-size",
+                     "100000", "--out", str(tmp_path))
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "--batch-size must be at most" in line and "Received: --batch-size=100000" in line
+    (record,) = tmp_path.rglob("results.json")
+    assert json.loads(record.read_text())["status"] == "failed", "the run folder says so"
+
+
+@pytest.mark.parametrize("entry", [["-m", "tfguide.chapters.cnn"], ["-m", "tfguide", "run", "cnn"],
+                                   ["-m", "tfguide", "bench"]])
+def test_another_keras_backend_is_one_line_with_the_fix(entry):
+    result = run_cmd(*entry, env_extra={"KERAS_BACKEND": "jax"})
+    assert result.returncode == 1
+    assert "unset KERAS_BACKEND" in one_error_line(result)
+
+
+@pytest.mark.parametrize("tf_config,needle", [
+    ('{"cluster": {"worker": "localhost:1"}, "task": {"type": "worker", "index": 0}}',
+     "list of"),
+    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "chief", "index": 0}}',
+     "not a task of the cluster"),
+    ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}',
+     "host:port"),
+    ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}',
+     "share one host:port"),
+    ('[1, 2]', '"cluster" object'),
+])
+def test_tf_config_that_tensorflow_would_reject_is_refused_first(monkeypatch, tf_config, needle):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(cli.UsageError, match="TF_CONFIG is not a valid cluster") as err:
+        cli.parse("mlp", ["--strategy", "multiworker"])
+    assert needle in str(err.value)
+
+
+def multiworker_env(port: int, peer_port: int, timeout: str = "3"):
+    return {"TF_CONFIG": json.dumps({"cluster": {"worker": [f"localhost:{port}",
+                                                            f"localhost:{peer_port}"]},
+                                     "task": {"type": "worker", "index": 0}}),
+            "TFGUIDE_CONNECT_TIMEOUT": timeout}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_a_worker_whose_peer_never_starts_says_so_and_times_out(tmp_path):
+    result = run_cmd("-m", "tfguide.chapters.mlp", "--quick", "--strategy", "multiworker",
+                     "--out", str(tmp_path), env_extra=multiworker_env(free_port(), free_port()))
+    assert result.returncode == 1
+    assert "Waiting for 1 other worker(s) to connect" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("tfguide: error:") and "did not connect within 3 s" in last
+    assert "Traceback" not in result.stderr
+
+
+def test_a_worker_waiting_for_its_peer_stops_on_ctrl_c(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "tfguide.chapters.mlp", "--quick",
+                             "--strategy", "multiworker", "--out", str(tmp_path)],
+                            env={**os.environ, **multiworker_env(free_port(), free_port(), "60")},
+                            stderr=subprocess.PIPE, text=True)
+    err = ""
+    for line in proc.stderr:  # wait until it says what it waits for
+        err += line
+        if "Waiting for" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    err += proc.communicate(timeout=30)[1]
+    assert proc.returncode == 130 and "Interrupted" in err and "Traceback" not in err
+    (record,) = tmp_path.rglob("results.json")
+    assert json.loads(record.read_text())["status"] == "interrupted"
+
+
+def test_a_busy_port_is_one_line(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cmd("-m", "tfguide.chapters.mlp", "--quick", "--strategy", "multiworker",
+                         "--out", str(tmp_path), env_extra=multiworker_env(port, free_port()))
+    assert result.returncode == 1
+    assert f"port {port}" in result.stderr.strip().splitlines()[-1]
+
+
+def test_sigterm_keeps_a_described_run_folder(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "tfguide.chapters.mlp", "--quick",
+                             "--strategy", "multiworker", "--out", str(tmp_path)],
+                            env={**os.environ, **multiworker_env(free_port(), free_port(), "60")},
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "Waiting for" in line:
+            break
+    proc.terminate()
+    err = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 143 and "Terminated" in err and "Traceback" not in err
+    (record,) = tmp_path.rglob("results.json")
+    assert json.loads(record.read_text())["status"] == "terminated"
+
+
+def test_ctrl_c_while_tensorflow_loads_is_one_line():
+    proc = subprocess.Popen([sys.executable, "-m", "tfguide.chapters.cnn", "--quick"],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # the flags are checked; TensorFlow is loading
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and "Interrupted" in err
+
+
+@pytest.mark.parametrize("command", [["text", "cnn"], ["list"], ["help"]])
+def test_output_into_a_closed_pipe_ends_quietly(command):
+    reader = subprocess.Popen([sys.executable, "-m", "tfguide", *command],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # like `| head -0`: nobody reads
+    _, err = reader.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err and reader.returncode == 0
+
+
+def test_bench_on_a_missing_gpu_is_one_line(tmp_path):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    result = run_cmd("-m", "tfguide", "bench", "--device", "gpu", "--out", str(tmp_path))
+    assert result.returncode == 2 and "sees no GPU" in one_error_line(result)

@@ -3,15 +3,21 @@ import json
 
 import pytest
 
-from tfguide import results
+from tfguide import paths, results
 from tfguide.chapters import gradient_descent
 
 
 def test_run_folders_never_collide(tmp_path):
-    first = results.new_run_dir(tmp_path, "cnn")
-    first.mkdir(parents=True)
-    second = results.new_run_dir(tmp_path, "cnn")
-    assert second != first and second.parent == first.parent and not second.exists()
+    made = [paths.make_run_dir(tmp_path, "cnn") for _ in range(5)]  # within one second or two
+    assert len(set(made)) == 5 and all(p.is_dir() and p.parent == tmp_path / "cnn" for p in made)
+
+
+def test_runs_started_at_once_each_get_their_folder(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda _: paths.make_run_dir(tmp_path, "cnn"), range(16)))
+    assert len(set(made)) == 16
 
 
 def test_interrupted_run_keeps_and_describes_its_files(make_cfg):

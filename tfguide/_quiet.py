@@ -13,15 +13,21 @@ import os
 import sys
 
 
+real_stderr = 2  # where stderr really goes, also while it is silenced
+
+
 @contextlib.contextmanager
 def _stderr_to_devnull():
+    global real_stderr
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
+        real_stderr = saved
         yield
     finally:
+        real_stderr = 2
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tfguide import chapters, cli, config
+from tfguide import chapters, cli, config, paths
 
 
 # --- Command line (checked before TensorFlow loads) ----------------------------------
@@ -61,7 +61,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     cli.choice("--precision", args.precision, config.PRECISIONS)
     cli.choice("--jit", args.jit, config.JIT_MODES)
     args.repeat = cli.check("--repeat", args.repeat, config.positive_int)
-    args.seed = cli.check("--seed", args.seed, config.non_negative_int)
+    args.seed = cli.check("--seed", args.seed, config.seed)
     args.out = cli.output_folder("--out", args.out)
     return args
 
@@ -255,13 +255,13 @@ def run(args: argparse.Namespace) -> dict:
     """Measure everything the flags ask for; write bench.json and the chart."""
     import keras
 
-    from tfguide import plotting, results, runtime
+    from tfguide import plotting, runtime
 
     cfg = config.Config(chapter="bench", device=args.device, precision=args.precision,
                         jit=args.jit, seed=args.seed, out=Path(args.out))
     rt = runtime.configure(cfg)
-    run_dir = results.new_run_dir(cfg.out, "bench")
-    (run_dir / "figures").mkdir(parents=True)
+    run_dir = paths.make_run_dir(cfg.out, "bench")
+    (run_dir / "figures").mkdir()
     works = {name: chapter_workload(name, args.quick, args.seed) for name in args.chapters}
     racing = [] if args.no_race else [
         name for name in args.chapters
@@ -319,7 +319,17 @@ def main(argv: Sequence[str]) -> None:
     except cli.UsageError as err:
         cli.fail(str(err), 2)
     try:
+        cli.check_environment()
+    except cli.SetupError as err:
+        cli.fail(str(err), 1)
+    try:
+        from tfguide import runtime  # imports TensorFlow
+
         run(args)
+    except runtime.DeviceError as err:
+        cli.fail(str(err), 2)
+    except paths.PathError as err:
+        cli.fail(f"--out cannot be used: {err}. Received: --out={args.out}", 2)
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
         raise SystemExit(130) from None

@@ -19,17 +19,26 @@ import importlib
 import importlib.util
 import json
 import os
+import signal
 import sys
 import types
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tfguide import chapters, config
+from tfguide import chapters, config, paths
 from tfguide.config import Config
 
 
 class UsageError(Exception):
     """A value on the command line (or in its environment) that cannot be used."""
+
+
+class SetupError(Exception):
+    """The environment cannot run tfguide as asked (a variable, a busy port); says what to do."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM); handled like Ctrl-C, so results are kept."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -69,11 +78,11 @@ def output_folder(flag: str, text: str) -> Path:
     """Return `text` as a folder tfguide may create and write in."""
     if not text:
         raise bad_value(flag, repr(text), "a folder name (it is created if missing)")
-    path = Path(text).expanduser()
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} must be a folder (it is created if missing), not a file. "
-                         f"Received: {flag}={text}")
-    return path
+    try:
+        return paths.check_output_folder(Path(text))
+    except paths.PathError as err:
+        raise UsageError(f"{flag} must be a folder you can write in (it is created if "
+                         f"missing), but {err}. Received: {flag}={text}") from None
 
 
 def existing_folder(flag: str, text: str) -> Path:
@@ -117,6 +126,42 @@ def build_parser(chapter: chapters.Chapter, prog: str | None = None) -> Parser:
     return p
 
 
+def _is_address(text: object) -> bool:
+    host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+def cluster_addresses(raw: str) -> tuple[list[str], str]:
+    """Check a TF_CONFIG value; return (every task's "host:port", this task's).
+
+    Raises:
+        ValueError: what is wrong with it.
+    """
+    try:
+        spec = json.loads(raw)
+    except ValueError:
+        raise ValueError("it is not valid JSON") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict) \
+            or not isinstance(spec.get("task"), dict):
+        raise ValueError('it needs a "cluster" object and a "task" object')
+    cluster, task = spec["cluster"], spec["task"]
+    for job, tasks in cluster.items():
+        if job not in ("chief", "worker") or not isinstance(tasks, list) or not tasks \
+                or not all(_is_address(t) for t in tasks):
+            raise ValueError(f'cluster["{job}"] must be a list of "host:port" strings of the '
+                             f'jobs "chief" (at most one task) or "worker"')
+    if "worker" not in cluster or len(cluster.get("chief", [])) > 1:
+        raise ValueError('the cluster needs a "worker" list and at most one "chief"')
+    job, index = task.get("type"), task.get("index")
+    if job not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[job]):
+        raise ValueError(f'task {{"type": {job!r}, "index": {index!r}}} is not a task of the '
+                         f"cluster")
+    everyone = [t for j in ("chief", "worker") for t in cluster.get(j, [])]
+    if len(set(everyone)) != len(everyone):
+        raise ValueError("two tasks share one host:port")
+    return everyone, cluster[job][index]
+
+
 def _check_tf_config() -> None:
     raw = os.environ.get("TF_CONFIG")
     hint = ('set TF_CONFIG to JSON like {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
@@ -124,20 +169,17 @@ def _check_tf_config() -> None:
     if not raw:
         raise UsageError(f"--strategy multiworker needs the TF_CONFIG environment variable: {hint}")
     try:
-        spec = json.loads(raw)
-        workers = spec["cluster"]["worker"]
-        index = int(spec["task"]["index"])
-        assert spec["task"]["type"] in ("worker", "chief") and 0 <= index < len(workers)
-    except (ValueError, KeyError, TypeError, AssertionError):
-        raise UsageError(f"TF_CONFIG is not a valid cluster description: {hint}. "
+        cluster_addresses(raw)
+    except ValueError as err:
+        raise UsageError(f"TF_CONFIG is not a valid cluster description ({err}): {hint}. "
                          f"Received: TF_CONFIG={raw}") from None
 
 
 def _data_dir(args: argparse.Namespace) -> Path | None:
     if args.data_dir is not None:
         return existing_folder("--data-dir", args.data_dir)
-    if os.environ.get("TFGUIDE_DATA_DIR"):
-        return existing_folder("TFGUIDE_DATA_DIR", os.environ["TFGUIDE_DATA_DIR"])
+    if os.environ.get("TFGUIDE_DATA_DIR"):  # checked when data is loaded: a chapter may need none
+        return Path(os.environ["TFGUIDE_DATA_DIR"]).expanduser()
     return None
 
 
@@ -159,10 +201,12 @@ def parse(name: str, argv: Sequence[str] | None = None) -> Config:
 
     epochs = pick(args.epochs, config.positive_int, "--epochs",
                   chapter.quick_epochs if quick else chapter.epochs)
-    batch_size = pick(args.batch_size, config.positive_int, "--batch-size", chapter.batch_size)
+    batch_size = pick(args.batch_size, config.positive_int, "--batch-size",
+                      chapter.quick_batch_size if quick and chapter.quick_batch_size
+                      else chapter.batch_size)
     learning_rate = pick(args.learning_rate, config.positive_float, "--learning-rate",
                          chapter.learning_rate)
-    seed = check("--seed", args.seed, config.non_negative_int)
+    seed = check("--seed", args.seed, config.seed)
     data = choice("--data", args.data if args.data is not None
                   else (chapter.quick_data if quick else chapter.data[0]), chapter.data)
     strategy = choice("--strategy", args.strategy, config.STRATEGIES)
@@ -198,20 +242,48 @@ def fail(message: str, status: int) -> None:
     raise SystemExit(status)
 
 
+def say(text: str) -> None:
+    """Print to stdout; a reader that went away (`| head`) ends the command quietly."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0) from None
+
+
+def check_environment() -> None:
+    """Refuse an environment tfguide cannot run in, before TensorFlow loads.
+
+    Raises:
+        SetupError: says what to change.
+    """
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend != "tensorflow":
+        raise SetupError(f"tfguide runs Keras on TensorFlow, but the environment sets "
+                         f"KERAS_BACKEND={backend}: unset it (unset KERAS_BACKEND) or set "
+                         f"KERAS_BACKEND=tensorflow")
+
+
 def run_chapter(name: str, argv: Sequence[str] = (), run: Callable[[Config], dict] | None = None,
                 run_dir: Path | None = None) -> tuple[dict, Path]:
     """Run chapter `name` as its command line `argv` asks; return (metrics, run folder).
 
-    The one recipe for running a chapter: parse and validate `argv`, pick a new
-    run folder under `--out`, call the chapter module's `run(cfg)` (or `run`).
+    The one recipe for running a chapter: parse and validate `argv`, make a new
+    run folder under `--out` (or use `run_dir`), call the chapter module's
+    `run(cfg)` (or `run`).
 
     Raises:
-        UsageError: a bad argument (before anything runs).
+        UsageError: a bad argument, or an `--out` where no run folder can be made.
+        SetupError: an environment tfguide cannot run in.
     """
     cfg = parse(name, argv)
-    from tfguide import results  # imports TensorFlow
-
-    cfg = dataclasses.replace(cfg, run_dir=run_dir or results.new_run_dir(cfg.out, name))
+    check_environment()
+    if run_dir is None:
+        try:
+            run_dir = paths.make_run_dir(cfg.out, name)
+        except paths.PathError as err:
+            raise UsageError(f"--out cannot be used: {err}. Received: --out={cfg.out}") from None
+    cfg = dataclasses.replace(cfg, run_dir=run_dir)
     if run is None:
         run = importlib.import_module(chapters.get(name).module).run
     return run(cfg), cfg.run_dir
@@ -221,37 +293,53 @@ def _print_text(name: str) -> None:
     from tfguide import resources
 
     try:
-        print(resources.chapter_text(name))
+        say(resources.chapter_text(name))
     except FileNotFoundError as err:
         fail(str(err), 1)
 
 
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(module_name: str, run: Callable[[Config], dict] | None = None,
          argv: Sequence[str] | None = None) -> None:
-    """Run a chapter from the command line: parse, run, print the summary."""
+    """Run a chapter from the command line: parse, run, print the summary.
+
+    Every failure the user can fix ends in one `tfguide: error:` line: exit 2
+    for a bad argument, 1 for bad data or environment; Ctrl-C and SIGTERM end
+    with 130 and 143, and the run folder's results.json says so.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # see check_module_command_line
     name = _chapter_name(module_name)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         cfg = parse(name, argv)
+        if "--text" in argv:
+            _print_text(name)
+            return
+        check_environment()
+        run_dir = paths.make_run_dir(cfg.out, name)
     except UsageError as err:
         fail(str(err), 2)
-    if "--text" in argv:
-        _print_text(name)
-        return
-
-    from tfguide import datasets, results, runtime  # imports TensorFlow
-
-    run_dir = results.new_run_dir(cfg.out, name)
+    except paths.PathError as err:
+        fail(f"--out cannot be used: {err}. Received: --out={cfg.out}", 2)
+    except SetupError as err:
+        fail(str(err), 1)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
+        from tfguide import datasets, distributed, results, runtime  # imports TensorFlow
+
         run_chapter(name, argv, run, run_dir)
     except (runtime.DeviceError, UsageError) as err:
         fail(str(err), 2)
-    except datasets.DataError as err:
+    except (datasets.DataError, SetupError, distributed.WorkerError) as err:
         fail(str(err), 1)
-    except KeyboardInterrupt:
-        print(f"\nInterrupted. What was written so far is in {run_dir}", file=sys.stderr)
-        raise SystemExit(130) from None
-    print(results.summary(run_dir))
+    except KeyboardInterrupt as stop:
+        what = "Terminated" if isinstance(stop, Terminated) else "Interrupted"
+        print(f"\n{what}. What was written so far is in {run_dir}", file=sys.stderr)
+        raise SystemExit(143 if isinstance(stop, Terminated) else 130) from None
+    say(results.summary(run_dir))
     if cfg.show:
         results.show_figures(run_dir)
 
@@ -290,8 +378,21 @@ def check_module_command_line() -> None:
     argv = sys.argv[1:]
     try:
         parse(name, argv)
+        if "--text" not in argv:
+            check_environment()
     except UsageError as err:
         fail(str(err), 2)
+    except SetupError as err:
+        fail(str(err), 1)
     if "--text" in argv:
         _print_text(name)
         raise SystemExit(0)
+    # Ctrl-C while the module imports TensorFlow: one line, no traceback (`main` restores it).
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+
+def _interrupted_while_starting(signum, frame):
+    from tfguide import _quiet  # stderr may be silenced while TensorFlow loads
+
+    os.write(_quiet.real_stderr, b"\nInterrupted while starting.\n")
+    os._exit(130)

@@ -73,6 +73,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+MAX_SEED = 2**32 - 1  # NumPy's and Keras's seeds are 32-bit
+
+
+def seed(text: str) -> int:
+    """Parse a random seed: a whole number from 0 to 2³² − 1."""
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"an integer from 0 to {MAX_SEED}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """Parse a finite number greater than zero."""
     value = float(text)
@@ -87,6 +98,7 @@ def describe(check) -> str:
         positive_int: "a positive integer",
         non_negative_int: "an integer >= 0",
         positive_float: "a finite number > 0",
+        seed: f"an integer from 0 to {MAX_SEED}",
     }.get(check, "a valid value")
 
 

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
+import socket
+import time
 
 import keras
 import numpy as np
@@ -152,3 +155,82 @@ def route(model: keras.Model, strategy: tf.distribute.Strategy) -> keras.Model:
         object.__setattr__(m, "evaluate", functools.partial(evaluate, m, strategy=strategy))
         object.__setattr__(m, "predict", functools.partial(predict, m))
     return model
+
+
+# --- Before the strategy starts ----------------------------------------------------------
+CONNECT_TIMEOUT_S = 120.0  # TFGUIDE_CONNECT_TIMEOUT overrides it
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for the other workers: TFGUIDE_CONNECT_TIMEOUT, or 120."""
+    raw = os.environ.get("TFGUIDE_CONNECT_TIMEOUT", "")
+    try:
+        value = float(raw) if raw else CONNECT_TIMEOUT_S
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise WorkerError(f"TFGUIDE_CONNECT_TIMEOUT must be a number of seconds > 0. "
+                          f"Received: TFGUIDE_CONNECT_TIMEOUT={raw}")
+    return value
+
+
+class WorkerError(RuntimeError):
+    """The cluster cannot start: a busy port, or workers that never connect."""
+
+
+def wait_for_workers(addresses: list[str], own: str, timeout_s: float,
+                     say=print) -> None:
+    """Wait until every other worker answers on its port; say what is awaited.
+
+    TensorFlow's own start-up blocks in C++ while it waits for the cluster, deaf
+    to Ctrl-C and without a time limit, so tfguide meets the other workers
+    first: each worker listens on its own port and connects to everyone
+    else's, until all have answered (then TensorFlow takes the port over).
+    Ctrl-C stops the wait at once.
+
+    Raises:
+        WorkerError: this worker's port is taken, or a worker did not answer in time.
+    """
+    _, _, port = own.rpartition(":")
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", int(port)))
+    except OSError as err:
+        listener.close()
+        raise WorkerError(f"this worker's port {port} (TF_CONFIG task {own}) cannot be used: "
+                          f"{err.strerror}; stop what holds it or give this task another port"
+                          ) from None
+    listener.listen(len(addresses))
+    listener.settimeout(0.2)
+    waiting = [a for a in addresses if a != own]
+    say(f"Waiting for {len(waiting)} other worker(s) to connect: {', '.join(waiting)} "
+        f"(gives up after {timeout_s:g} s; TFGUIDE_CONNECT_TIMEOUT changes it; Ctrl-C stops)")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while waiting:
+            for address in list(waiting):
+                host, _, peer_port = address.rpartition(":")
+                try:
+                    socket.create_connection((host, int(peer_port)), timeout=0.5).close()
+                    waiting.remove(address)
+                except OSError:
+                    pass
+            try:  # answer the others' knocks while we wait
+                listener.accept()[0].close()
+            except (TimeoutError, OSError):
+                pass
+            if waiting and time.monotonic() > deadline:
+                raise WorkerError(f"worker(s) {', '.join(waiting)} did not connect within "
+                                  f"{timeout_s:g} s: start the same command on each of them "
+                                  f"with its own TF_CONFIG task, or raise "
+                                  f"TFGUIDE_CONNECT_TIMEOUT")
+        grace = time.monotonic() + 1.0  # a last moment to answer the slowest worker's knock
+        while time.monotonic() < grace:
+            try:
+                listener.accept()[0].close()
+            except (TimeoutError, OSError):
+                pass
+    finally:
+        listener.close()
+    say("All workers connected.")

@@ -27,19 +27,8 @@ from typing import Any, Mapping, Sequence
 
 import keras
 
-from tfguide import datasets, runtime
+from tfguide import cli, datasets, paths, runtime
 from tfguide.config import Config, format_metric
-
-
-def new_run_dir(out: Path, chapter: str) -> Path:
-    """Return a fresh, not yet existing folder `out/<chapter>/<timestamp>[-n]`."""
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(out) / chapter / stamp
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{stamp}-{n}")
-    return path
 
 
 def json_value(value: Any) -> Any:
@@ -67,15 +56,21 @@ class Experiment:
     def __enter__(self) -> "Experiment":
         self._start = time.perf_counter()
         self._created = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        self.runtime = runtime.configure(self.cfg)
-        self.dir = Path(self.cfg.run_dir or new_run_dir(self.cfg.out, self.cfg.chapter))
-        (self.dir / "figures").mkdir(parents=True, exist_ok=False)
+        self.dir = Path(self.cfg.run_dir or paths.make_run_dir(self.cfg.out, self.cfg.chapter))
+        (self.dir / "figures").mkdir(parents=True, exist_ok=True)
+        self.runtime = None
+        self.write_results("running")  # a run killed outright still leaves its record
+        try:
+            self.runtime = runtime.configure(self.cfg)  # may wait for other workers
+        except BaseException as err:
+            self.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         status = "ok"
-        if exc_type is KeyboardInterrupt:
-            status = "interrupted"
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            status = "terminated" if issubclass(exc_type, cli.Terminated) else "interrupted"
         elif exc_type is not None:
             status = "failed"
         self.write_results(status, error=None if exc is None else f"{exc_type.__name__}: {exc}")
@@ -91,12 +86,21 @@ class Experiment:
         if data.notice:
             print(f"Note: {data.notice}", file=sys.stderr)
         self.data_info = data.info()
+        self._check_batch_size(len(data.x_train), data.name)
         return data
 
     def record_data(self, name: str, source: str, train: int, test: int, **details) -> None:
         """Record data the chapter made itself (a synthetic task, a shipped series)."""
         self.data_info = {"name": name, "requested": self.cfg.data, "source": source,
                           "train": int(train), "test": int(test), **details}
+        self._check_batch_size(int(train), name)
+
+    def _check_batch_size(self, n_train: int, name: str) -> None:
+        """Refuse a `--batch-size` the data cannot fill, now that its size is known."""
+        if self.cfg.batch_size > n_train:
+            raise cli.UsageError(f"--batch-size must be at most the {n_train:,} training "
+                                 f"examples of {name}. Received: --batch-size="
+                                 f"{self.cfg.batch_size}")
 
     # --- Files ----------------------------------------------------------------------
     def callbacks(self, tag: str = "") -> list[keras.callbacks.Callback]:
@@ -151,7 +155,7 @@ class Experiment:
             "status": status,
             "metrics": {k: json_value(v) for k, v in self.metrics.items()},
             "config": self.cfg.to_dict() | {"run_dir": str(self.dir)},
-            "runtime": self.runtime.to_dict(),
+            "runtime": self.runtime.to_dict() if self.runtime else {},
             "data": self.data_info,
             "wall_s": round(self.wall_s, 3),
             "created": self._created,

@@ -8,9 +8,9 @@ chose; build models and optimizers inside `runtime.strategy.scope()`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
+import sys
 from typing import Callable
 
 import keras
@@ -123,10 +123,15 @@ def _make_strategy(name: str, device: str) -> tuple[str, tf.distribute.Strategy]
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "one"
     if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise DeviceError("--strategy multiworker needs the TF_CONFIG environment variable "
-                              "(see README, 'Several machines').")
-        json.loads(os.environ["TF_CONFIG"])
+        from tfguide import cli, distributed
+
+        try:
+            addresses, own = cli.cluster_addresses(os.environ.get("TF_CONFIG", ""))
+        except ValueError as err:
+            raise DeviceError(f"--strategy multiworker needs a valid TF_CONFIG ({err}); see "
+                              f"README, 'Several machines'.") from None
+        distributed.wait_for_workers(addresses, own, distributed.connect_timeout(),
+                                     say=lambda line: print(line, file=sys.stderr, flush=True))
         return name, tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         if gpus:  # all-reduce across GPUs (NCCL where available)

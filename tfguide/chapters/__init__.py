@@ -8,6 +8,7 @@ flags of its own, which the shared CLI turns into arguments.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Callable
 
 from tfguide.config import positive_int  # noqa: F401  (for chapter options)
@@ -43,10 +44,25 @@ class Chapter:
     learning_rate: float
     quick_epochs: int
     options: tuple[Option, ...] = ()
+    quick_batch_size: int | None = None  # --batch-size under --quick; None: as the full run
 
     @property
     def module(self) -> str:
         return f"tfguide.chapters.{self.name}"
+
+
+def run_folder(text: str) -> str:
+    """Parse a run folder option (deploy's `--from`): an existing folder, or "latest"."""
+    if text != "latest" and not Path(text).expanduser().is_dir():
+        raise ValueError("an existing run folder (e.g. runs/cnn/<time>), or latest")
+    return text
+
+
+def non_empty_text(text: str) -> str:
+    """Accept any text that is not empty (for options such as --prompt)."""
+    if not text:
+        raise ValueError("a non-empty text")
+    return text
 
 
 CHAPTERS: tuple[Chapter, ...] = (
@@ -72,9 +88,10 @@ CHAPTERS: tuple[Chapter, ...] = (
         data=("spirals",),
         quick_data="spirals",
         epochs=3000,  # gradient steps
-        batch_size=1000,  # at least the training set: full-batch gradient descent
+        batch_size=1000,  # the whole training set: full-batch gradient descent
         learning_rate=0.5,
         quick_epochs=1000,
+        quick_batch_size=400,  # the quick run's whole training set
     ),
     Chapter(
         name="mlp",
@@ -129,6 +146,25 @@ CHAPTERS: tuple[Chapter, ...] = (
         quick_epochs=4,
     ),
     Chapter(
+        name="language_model",
+        title="Language models",
+        summary="A character-level GPT on Tiny Shakespeare: vocabulary, counting baselines, the "
+        "causal mask and sampling with temperature from scratch; beside an LSTM given the same "
+        "seconds, and raced against nanoGPT's recipe",
+        ports="000 §2.3/§2.5/§4.5",
+        data=("shakespeare",),  # or any NAME with --data-dir DIR holding NAME.txt (UTF-8)
+        quick_data="shakespeare",
+        epochs=18,  # rounds of 50 training steps, each followed by validation
+        batch_size=24,
+        learning_rate=2e-3,
+        quick_epochs=10,
+        options=(
+            Option("--prompt", non_empty_text, "ROMEO:", "text the models continue"),
+            Option("--sample-length", positive_int, 300, "characters to generate per sample",
+                   quick_default=120),
+        ),
+    ),
+    Chapter(
         name="vae",
         title="Variational autoencoders",
         summary="The reparameterisation trick and the KL term from scratch, a VAE with its own "
@@ -141,6 +177,23 @@ CHAPTERS: tuple[Chapter, ...] = (
         learning_rate=3e-3,
         quick_epochs=60,
         options=(Option("--latent-dim", positive_int, 2, "size of the latent space z"),),
+    ),
+    Chapter(
+        name="deploy",
+        title="Deploying a model",
+        summary="From a trained classifier to predictions on your own image files, a SavedModel "
+        "that TF Serving loads and float32 and int8 TFLite models, each proved to give the "
+        "model's answers",
+        ports="003 §3, 001 §5",
+        data=("model",),  # the data the deployed model was trained on, read from its run folder
+        quick_data="model",
+        epochs=1,  # nothing is trained here (without a model, it runs cnn --quick first)
+        batch_size=128,  # for predictions on the test set
+        learning_rate=1e-3,
+        quick_epochs=1,
+        options=(Option("--from", run_folder, "latest",
+                        "the cnn or mlp run folder whose model to deploy; latest: the newest "
+                        "finished cnn run under --out, made with cnn --quick if there is none"),),
     ),
     # [chapters] New chapters go here, in reading order.
 )

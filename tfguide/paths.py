@@ -1,0 +1,83 @@
+"""Where tfguide writes: output folders checked up front, run folders made safely.
+
+No TensorFlow here: a command checks its `--out` and makes its run folder
+before anything heavy loads, so an impossible path is answered at once.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import os
+from pathlib import Path
+
+
+class PathError(ValueError):
+    """An output path tfguide cannot create or write in; the message says why."""
+
+
+def _why(err: OSError) -> str:
+    return {
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "the file system is read-only",
+        errno.ENAMETOOLONG: "the name is too long",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.ENOENT: "a part of the path cannot be created there",
+        errno.ENOSPC: "the disk is full",
+    }.get(err.errno, err.strerror or type(err).__name__)
+
+
+def check_output_folder(path: Path) -> Path:
+    """Return `path` if tfguide could create it (or write in it); raise `PathError` if not.
+
+    Nothing is created: the nearest existing ancestor must be a folder this
+    user can write in, and every part of the name must fit the file system.
+    """
+    path = Path(path).expanduser()
+    if str(path) == "":
+        raise PathError("the name is empty")
+    limit = 255
+    try:
+        limit = os.pathconf("/", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        pass
+    if any(len(part.encode()) > limit for part in path.parts):
+        raise PathError(f"a part of the name is longer than {limit} bytes")
+    if path.exists():
+        if not path.is_dir():
+            raise PathError("it is a file, not a folder")
+        existing = path
+    else:
+        existing = path.absolute().parent
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise PathError(f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PathError(f"{existing} is not writable")
+    return path
+
+
+def make_run_dir(out: Path, name: str) -> Path:
+    """Create and return a new folder `out/<name>/<YYYYmmdd-HHMMSS>[-n]`.
+
+    The folder is created atomically, so two runs started in the same second
+    (two terminals, two users) each get their own.
+
+    Raises:
+        PathError: the folder cannot be created (permissions, a file in the way, …).
+    """
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    parent = Path(out).expanduser() / name
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            path = parent / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as err:
+        raise PathError(f"cannot create a run folder in {parent}: {_why(err)}") from None
+    raise PathError(f"cannot create a run folder in {parent}: too many runs this second")
