@@ -222,6 +222,22 @@ def test_names_from_runs_are_escaped_where_they_land(name, tmp_path, base, one_c
     assert not notes
 
 
+def test_values_from_results_are_escaped_where_they_land(tmp_path, base, one_chapter):
+    markup = '<img src=x onerror="alert(1)">'
+    make_run(tmp_path / "runs", "20200101-000000", base, figures=(),
+             created="2020-01-01T00:00:00+00:00" + markup, metrics={markup: markup},
+             runtime={**base["runtime"], "device": markup, "replicas": markup},
+             data={**base["data"], "name": markup, "source": markup},
+             config={**base["config"], "data": markup, "options": {"units": markup}})
+    book.build(tmp_path / "book", tmp_path / "runs", note=pytest.fail)
+    html = (tmp_path / "book" / f"{FIRST}.html").read_text()
+    assert html.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") >= 8
+    for page in (f"{FIRST}.html", "index.html"):
+        html = (tmp_path / "book" / page).read_text()
+        assert markup not in html
+        assert not [t for t, a in Tags(html).tags if t == "img" or "onerror" in a], page
+
+
 def wrong(**changes):
     return lambda r: {**r, **changes}
 
@@ -713,3 +729,35 @@ def test_pages_load_in_headless_chromium(site, tmp_path):
     width, height = png_size((tmp_path / f"{FIRST}.png").read_bytes())
     assert (width, height) == (1280, 1000)
     print(f"screenshot: {tmp_path / (FIRST + '.png')}")
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="no Chromium installed (Debian: apt-get "
+                    "install chromium; or set TFGUIDE_CHROMIUM to a Chrome/Chromium binary)")
+def test_hostile_names_run_no_script_in_chromium(tmp_path, base, one_chapter):
+    """A run folder and figure named to break out of their attributes stay names in a browser."""
+    figure = "x\" onerror=\"document.title='pwned'.png"  # unescaped, a handler that runs
+    make_run(tmp_path / "runs", "<b>100% #?x=1", base, figures=(figure,))
+    run_png = next((tmp_path / "runs").glob("*/*/figures/*.png"))
+    run_png.write_bytes(base64.b64decode(  # a 1x1 PNG, so the browser can decode it
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
+        "AAAABJRU5ErkJggg=="))
+    index = book.build(tmp_path / "book", tmp_path / "runs", note=pytest.fail)
+    browser = Chromium(find_chromium(), tmp_path / "profile")
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.send("Target.attachToTarget",
+                               {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            browser.send(f"{domain}.enable", session=session)
+        page = (index.parent / f"{FIRST}.html").resolve()
+        browser.send("Page.navigate", {"url": page.as_uri()}, session=session)
+        browser.wait_for("Page.loadEventFired", session)
+        report = browser.send("Runtime.evaluate", {
+            "expression": INSPECT, "awaitPromise": True, "returnByValue": True},
+            session=session)["result"]["value"]
+        assert report["title"].endswith("· tfguide"), "no script from a name ran"
+        assert not page_errors(browser.events, session)
+        ((src, loaded),) = report["images"]
+        assert loaded, src
+    finally:
+        browser.close()
