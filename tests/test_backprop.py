@@ -171,7 +171,7 @@ def test_mini_batch_training_follows_keras_fit_step_for_step():
                               tf.constant(0), tf.constant(30))
     assert losses.shape == (30,) and float(losses[-1]) < float(losses[0])
 
-    model = bp.new_model(8, 0.5, start=params0)
+    model = bp.compile_model(8, 0.5, start=params0)
     batches = datasets.pipeline(X, Y, 50, drop_remainder=True).repeat()
     bp.fit_model(model, batches, steps=30)
     for name, weights in zip(("W1", "b1", "W2", "b2"), model.get_weights()):
@@ -180,7 +180,7 @@ def test_mini_batch_training_follows_keras_fit_step_for_step():
 
 def test_evaluate_model_reports_what_predict_shows():
     X, y = bp.make_spirals(300, seed=6)
-    model = bp.new_model(8, 0.5, start=bp.init_params(2, 8, 2, seed=6))
+    model = bp.compile_model(8, 0.5, start=bp.init_params(2, 8, 2, seed=6))
     test, logits = bp.evaluate_model(model, X, np.eye(2)[y])
     assert logits.shape == (300, 2)
     assert test["accuracy"] == pytest.approx(np.mean(logits.argmax(axis=1) == y), abs=1e-6)

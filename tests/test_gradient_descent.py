@@ -37,7 +37,7 @@ def test_quick_run_draws_each_lesson_and_the_model_reloads(quick_run):
 
 def test_keras_fit_on_the_whole_set_is_gradient_descent_step_for_step():
     X, y = gdc.make_regression(120, seed=4)
-    model = gdc.new_model(0.1)
+    model = gdc.compile_model(0.1)
     model.get_layer("line").set_weights([np.array([[gdc.START[0]]]), gdc.START[1:]])
     gdc.fit_line(model, X[:, :1], y, steps=20)  # 10 epochs of 2 steps
     kernel, bias = model.get_layer("line").get_weights()

@@ -51,7 +51,7 @@ def test_fit_and_evaluate_are_keras_fit_evaluate_predict():
     keras.utils.set_random_seed(0)
     data = datasets.load("digits")
     x, y = data.x_train[:256], data.y_train[:256]
-    model = mlp.new_model(data.input_shape, data.num_classes, 1e-3)
+    model = mlp.compile_model(data.input_shape, data.num_classes, 1e-3)
     history = mlp.fit_model(model, datasets.pipeline(x, y, 64), datasets.pipeline(x, y, 64),
                             epochs=2)
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}

@@ -126,13 +126,13 @@ def test_lstm_classifier_starts_with_open_forget_gates():
 def test_fit_evaluate_and_forecast_are_the_keras_calls():
     keras.utils.set_random_seed(1)
     x, y = rnn.make_memory_task(64, seed=1, time_steps=5)
-    model = rnn.new_classifier("lstm", x.shape[1:], 5e-3)
+    model = rnn.compile_classifier("lstm", x.shape[1:], 5e-3)
     batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     history = rnn.fit_model(model, batches, batches, epochs=2)
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     predicted = model.predict(x, verbose=0).argmax(axis=1)
     assert rnn.evaluate_classifier(model, x, y) == pytest.approx(np.mean(predicted == y))
-    forecaster = rnn.new_model(5e-3)
+    forecaster = rnn.compile_model(5e-3)
     windows = np.random.default_rng(1).normal(size=(7, rnn.WINDOW, 1)).astype(np.float32)
     np.testing.assert_allclose(rnn.forecast(forecaster, windows), forecaster(windows)[:, 0],
                                rtol=1e-5, atol=1e-6)

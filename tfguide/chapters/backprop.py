@@ -275,8 +275,13 @@ def build_model(n_in: int, n_hidden: int, n_out: int, activation: str = "tanh",
     return keras.Model(inputs, logits, name="two_layer_net" if n_hidden else "linear")
 
 
-def compile_model(model: keras.Model, learning_rate: float, dtype: str = "float64"):
-    """Gradient descent with momentum on the cross-entropy of the logits, one-hot targets."""
+def compile_model(n_hidden: int, learning_rate: float, start: dict | None = None,
+                  activation: str = "tanh", dtype: str = "float64") -> keras.Model:
+    """Build the network on the plane (from our `start` weights, if given) and compile it:
+    gradient descent with momentum on the cross-entropy of the logits, one-hot targets."""
+    model = build_model(2, n_hidden, 2, activation, dtype)
+    if start is not None:  # the same first step as our own loop
+        model.set_weights([start[k] for k in ("W1", "b1", "W2", "b2")])
     model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=MOMENTUM),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True, dtype=dtype),
                   metrics=["accuracy"])
@@ -300,22 +305,11 @@ def evaluate_model(model: keras.Model, X_test, Y_test):
 # [end:fit]
 
 
-def new_model(n_hidden: int, learning_rate: float, start: dict | None = None,
-              activation: str = "tanh", dtype: str = "float64") -> keras.Model:
-    """A fresh compiled network on the plane, from our start weights when given.
-
-    What `Runtime.build` calls in the run's strategy scope.
-    """
-    model = build_model(2, n_hidden, 2, activation, dtype)
-    if start is not None:
-        model.set_weights([start[k].numpy() for k in ("W1", "b1", "W2", "b2")])
-    return compile_model(model, learning_rate, dtype)
-
-
+# --- What others borrow: bench -------------------------------------------------------
 def bench_workload(quick: bool, seed: int) -> bench.Workload:
     """The two-layer net, in float32, on the spirals, for `python -m tfguide bench`."""
     X, y = make_spirals(16384 if quick else 65536, seed)
-    return bench.Workload(build=lambda: new_model(64, 0.5, dtype="float32"),
+    return bench.Workload(build=lambda: compile_model(64, 0.5, dtype="float32"),
                           x=X.astype("float32"), y=np.eye(2, dtype="float32")[y],
                           batch_size=256, note=f"2-64-2 network on {len(X)} spiral points")
 
@@ -391,8 +385,8 @@ def train(cfg: Config, ex: Experiment, data: Spirals, params0: dict) -> Trained:
     params, losses = train_by_hand(cfg, data, params0)
     steps, batch = cfg.epochs, min(cfg.batch_size, len(data.X_train))
     batches = datasets.pipeline(data.X_train, data.Y_train, batch, drop_remainder=True).repeat()
-    model = ex.runtime.build(new_model, N_HIDDEN, cfg.learning_rate, params0, ACTIVATION)
-    linear = ex.runtime.build(new_model, 0, cfg.learning_rate)
+    model = ex.runtime.build(compile_model, N_HIDDEN, cfg.learning_rate, params0, ACTIVATION)
+    linear = ex.runtime.build(compile_model, 0, cfg.learning_rate)
     print(f"Keras fit: the same {steps} steps")
     fit_model(model, batches, steps, callbacks=ex.callbacks())
     print("Keras fit: the linear model")

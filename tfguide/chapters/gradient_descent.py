@@ -160,8 +160,9 @@ def build_model() -> keras.Model:
     return keras.Model(inputs, outputs, name="linear_regression")
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
-    """Plain gradient descent (SGD without momentum) on the mean squared error."""
+def compile_model(learning_rate: float) -> keras.Model:
+    """Build the line and compile it: plain gradient descent (SGD without momentum), MSE."""
+    model = build_model()
     model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="mse")
     return model
 # [end:keras]
@@ -183,16 +184,12 @@ def evaluate_line(model: keras.Model, x_test, y_test):
 # [end:fit]
 
 
-def new_model(learning_rate: float) -> keras.Model:
-    """A fresh compiled line: what `Runtime.build` calls in the run's strategy scope."""
-    return compile_model(build_model(), learning_rate)
-
-
+# --- What others borrow: bench -------------------------------------------------------
 def bench_workload(quick: bool, seed: int) -> bench.Workload:
     """The Keras model and its data for `python -m tfguide bench`."""
     X, y = make_regression(16384 if quick else 65536, seed)
     x = X[:, :1].numpy().astype("float32")  # (n, 1): the feature, without the column of ones
-    return bench.Workload(build=lambda: new_model(0.01), x=x,
+    return bench.Workload(build=lambda: compile_model(0.01), x=x,
                           y=y.numpy().astype("float32")[:, None], batch_size=256,
                           note=f"Dense(1) on {len(x)} points")
 
@@ -251,7 +248,7 @@ def check_from_scratch(cfg: Config, data: Data) -> Scratch:
 
 def train(cfg: Config, ex: Experiment, data: Data):
     """The Keras way: Dense(1) and full-batch SGD, the same algorithm as gd() above."""
-    model = ex.runtime.build(new_model, cfg.learning_rate)
+    model = ex.runtime.build(compile_model, cfg.learning_rate)
     print(f"Keras fit: {cfg.epochs} full-batch steps, in 10 epochs of {cfg.epochs // 10}")
     history = fit_line(model, data.X[:, :1], data.y, cfg.epochs, callbacks=ex.callbacks())
     ex.save_model(model)

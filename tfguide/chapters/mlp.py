@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from tfguide import bench, cli, datasets, plotting
+from tfguide import bench, chapters, cli, datasets, plotting
 from tfguide.config import Config
 from tfguide.results import Experiment
 
@@ -73,8 +73,9 @@ def build_model(input_shape: tuple, num_classes: int, hidden: tuple = HIDDEN,
     return model
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
-    """Adam and the sparse cross-entropy, which takes integer labels as they are."""
+def compile_model(input_shape: tuple, num_classes: int, learning_rate: float) -> keras.Model:
+    """Build the MLP and compile it: Adam, and the cross-entropy of integer labels."""
+    model = build_model(input_shape, num_classes)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -96,16 +97,14 @@ def evaluate_model(model: keras.Model, x_test, y_test):
 # [end:fit]
 
 
-def new_model(input_shape: tuple, num_classes: int, learning_rate: float) -> keras.Model:
-    """A fresh compiled MLP: what `Runtime.build` calls in the run's strategy scope."""
-    return compile_model(build_model(input_shape, num_classes), learning_rate)
-
-
+# --- What others borrow: bench -------------------------------------------------------
 def bench_workload(quick: bool, seed: int) -> bench.Workload:
-    """The chapter's model on random MNIST-shaped images, for `python -m tfguide bench`."""
+    """The MLP on random MNIST-shaped images, for `python -m tfguide bench`."""
+    defaults = chapters.get("mlp")
     shape = (28, 28, 1)
     x, y = bench.synthetic_images(shape, 4096 if quick else 16384, 10, seed)
-    return bench.Workload(build=lambda: new_model(shape, 10, 1e-3), x=x, y=y, batch_size=64,
+    return bench.Workload(build=lambda: compile_model(shape, 10, defaults.learning_rate), x=x,
+                          y=y, batch_size=defaults.batch_size,
                           note=f"build_model({shape}) on {len(x)} random MNIST-shaped images")
 
 
@@ -127,7 +126,7 @@ def prepare_data(cfg: Config, ex: Experiment) -> Splits:
 
 def train(cfg: Config, ex: Experiment, splits: Splits, labels: np.ndarray, tag: str = ""):
     """Build a fresh MLP and fit it to `labels` (the real ones, or the control's)."""
-    model = ex.runtime.build(new_model, splits.data.input_shape, splits.data.num_classes,
+    model = ex.runtime.build(compile_model, splits.data.input_shape, splits.data.num_classes,
                              cfg.learning_rate)
     batches = datasets.pipeline(splits.x_train, labels, cfg.batch_size, shuffle=True,
                                 seed=cfg.seed)

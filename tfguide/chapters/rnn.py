@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from tfguide import bench, cli, datasets, plotting
+from tfguide import bench, chapters, cli, datasets, plotting
 from tfguide.config import Config
 from tfguide.results import Experiment
 
@@ -172,15 +172,19 @@ def build_model(input_shape: tuple[int, int] = (WINDOW, 1), units: int = UNITS) 
     return keras.Model(inputs, outputs, name="sunspot_forecaster")
 
 
-def compile_classifier(model: keras.Model, learning_rate: float) -> keras.Model:
-    """Adam with every gradient clipped to norm 1, on the cross-entropy of integer labels."""
+def compile_classifier(kind: str, input_shape: tuple[int, int],
+                       learning_rate: float) -> keras.Model:
+    """Build a memory-task classifier and compile it: Adam with every gradient clipped to
+    norm 1, on the cross-entropy of integer labels."""
+    model = build_classifier(kind, input_shape, N_CLASSES)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
-    """The forecaster: Adam on the mean squared error of the next value."""
+def compile_model(learning_rate: float) -> keras.Model:
+    """Build the forecaster and compile it: Adam on the mean squared error of the next value."""
+    model = build_model((WINDOW, 1))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
     return model
 # [end:keras]
@@ -204,21 +208,14 @@ def forecast(model: keras.Model, x) -> np.ndarray:
 # [end:fit]
 
 
-def new_classifier(kind: str, input_shape: tuple[int, int], learning_rate: float):
-    """A fresh compiled memory-task classifier: what `Runtime.build` calls in the scope."""
-    return compile_classifier(build_classifier(kind, input_shape, N_CLASSES), learning_rate)
-
-
-def new_model(learning_rate: float) -> keras.Model:
-    """A fresh compiled forecaster: what `Runtime.build` calls in the run's strategy scope."""
-    return compile_model(build_model((WINDOW, 1)), learning_rate)
-
-
+# --- What others borrow: bench -------------------------------------------------------
 def bench_workload(quick: bool, seed: int) -> bench.Workload:
     """The LSTM classifier on the memory task, for `python -m tfguide bench`."""
+    defaults = chapters.get("rnn")
     x, y = make_memory_task(2048 if quick else 8192, seed)
-    return bench.Workload(build=lambda: new_classifier("lstm", x.shape[1:], 5e-3), x=x, y=y,
-                          batch_size=32, note=f"LSTM classifier on {len(x)} memory-task "
+    return bench.Workload(build=lambda: compile_classifier("lstm", x.shape[1:],
+                                                           defaults.learning_rate),
+                          x=x, y=y, batch_size=defaults.batch_size, note=f"LSTM classifier on {len(x)} memory-task "
                           f"sequences of {x.shape[1]} steps")
 
 
@@ -274,7 +271,7 @@ def check_from_scratch(cfg: Config, ex: Experiment) -> None:
 def train_memory(cfg: Config, ex: Experiment, memory: Memory, kind: str):
     """Train one classifier on the memory task; return it, its history and gradient norms."""
     m = memory
-    model = ex.runtime.build(new_classifier, kind, m.x.shape[1:], cfg.learning_rate)
+    model = ex.runtime.build(compile_classifier, kind, m.x.shape[1:], cfg.learning_rate)
     probe = (m.x_test[:256], m.y_test[:256])
     before = input_gradient_norms(model, *probe)
     print(f"Memory task, {kind}: {len(m.x)} sequences of {m.x.shape[1]} steps, "
@@ -288,7 +285,7 @@ def train_memory(cfg: Config, ex: Experiment, memory: Memory, kind: str):
 
 def train_forecaster(cfg: Config, ex: Experiment, sunspots: Sunspots):
     """Fit the LSTM forecaster to the training years; the test years draw its curve."""
-    model = ex.runtime.build(new_model, cfg.learning_rate)
+    model = ex.runtime.build(compile_model, cfg.learning_rate)
     print(f"Sunspots: {WINDOW}-year windows, {4 * cfg.epochs} epochs")
     history = fit_model(model, sunspots.train_ds, sunspots.test_ds, 4 * cfg.epochs,
                         callbacks=ex.callbacks())
