@@ -334,6 +334,50 @@ def test_notes_show_control_characters_escaped(capsys):
     assert capsys.readouterr().err == "tfguide: note: skipped runs/\\x1b[31mred\\n/results.json\n"
 
 
+def test_unreadable_files_are_skipped_with_a_note(tmp_path, base, one_chapter, monkeypatch):
+    """As a non-root user sees files without read permission (simulated: tests run as root)."""
+    good = make_run(tmp_path / "runs", "20190101-000000", base, figures=("a.png", "b.png"))
+    newer = make_run(tmp_path / "runs", "20200101-000000", base,
+                     created="2020-01-01T00:00:00+00:00")
+    real_open, real_read = os.open, Path.read_text
+
+    def deny(path):
+        if str(path) in (str(newer / "results.json"), str(good / "figures" / "b.png")):
+            raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: deny(path) or real_open(path, *a, **k))
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: deny(self) or real_read(
+        self, *a, **k))
+    notes = []
+    book.build(tmp_path / "book", tmp_path / "runs", note=notes.append)
+    assert notes == [f"skipped {newer / 'results.json'}: cannot be read (Permission denied)",
+                     f"skipped {good / 'figures' / 'b.png'}: cannot be read (Permission denied)"]
+    assert [p.name for p in (tmp_path / "book" / "figures" / FIRST / good.name).iterdir()] == [
+        "a.png"]
+
+
+def test_a_full_disk_is_one_line_and_the_next_build_goes_on(tmp_path, one_chapter, capsys,
+                                                           monkeypatch):
+    out, runs = tmp_path / "book", tmp_path / "runs"
+    real = book.replace_file
+
+    def full_at_index(path, data):
+        if path.name == "index.html":
+            raise OSError(28, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(book, "replace_file", full_at_index)
+    capsys.readouterr()
+    assert run_main("--out", str(out), "--runs", str(runs)) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"tfguide: error: could not write the book in {out}: No space left on device "
+        f"({out / 'index.html'})"]
+    assert (out / f"{FIRST}.html").is_file() and not list(out.glob(".*.tmp"))
+    monkeypatch.setattr(book, "replace_file", real)
+    assert run_main("--out", str(out), "--runs", str(runs)) == 0, "what it wrote is its own"
+    assert (out / "index.html").is_file()
+
+
 # --- Links and special files ----------------------------------------------------------
 SECRET = PNG_BYTES + b"SECRET"
 

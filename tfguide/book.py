@@ -629,7 +629,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except MissingExtra as err:
         cli.fail(str(err), 1)
     except OSError as err:  # a disk that is full, a folder removed meanwhile
-        cli.fail(f"could not write the book in {args.out}: {err}", 1)
+        where = f" ({err.filename})" if err.filename else ""
+        cli.fail(f"could not write the book in {args.out}: {err.strerror or err}{where}", 1)
     with_runs = sum(latest_run(runs, c.name) is not None for c in chapters.CHAPTERS)
     print(f"wrote {index} ({len(chapters.CHAPTERS)} chapters, {with_runs} with your run)")
     if args.open and not webbrowser.open(index.resolve().as_uri()):
