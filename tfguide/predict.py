@@ -87,7 +87,7 @@ def load_model(run_dir: Path, record: dict):
 
     path = Path(run_dir) / MODEL_FILE
     try:
-        model = keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)  # no optimizer
     except Exception as err:  # damaged zip, unknown layer, unsafe lambda, ...
         raise cli.UsageError(f"{path} does not load ({type(err).__name__}: "
                              f"{str(err).splitlines()[0][:120] if str(err) else ''}): run the "

@@ -365,10 +365,17 @@ def artefact_sizes(model_run: Path, version_dir: Path, tflite: dict[str, bytes])
             **{name: len(model) for name, model in tflite.items()}}
 
 
-def draw(ex: Experiment, test: TestSet, files: tuple[list, np.ndarray]) -> None:
+def log_sizes(ex: Experiment, sizes: dict[str, int]) -> None:
+    """Log file sizes: in bytes, but the SavedModel's in kB (its traced function names, and so
+    its size, vary by a few bytes from one process to the next)."""
+    ex.log(**{f"{name}_bytes": size for name, size in sizes.items() if name != "savedmodel"},
+           savedmodel_kb=sizes["savedmodel"] / 1000)
+
+
+def draw(ex: Experiment, test: TestSet, files: tuple[list, np.ndarray],
+         sizes: dict[str, int]) -> None:
     """Draw the artefacts' size, accuracy and latency; the files as the model saw them; the skew."""
     m = ex.metrics
-    sizes = {name: m[f"{name}_bytes"] for name in ARTEFACTS}
     correct = {name: m["test_accuracy" if name == "keras" else f"{name}_accuracy"]
                for name in ARTEFACTS}
     fig = Figure(figsize=(10, 3.2), layout="constrained")
@@ -439,8 +446,8 @@ def run(cfg: Config) -> dict:
 
         compare_artefacts(ex, serving, version_dir, tflite, test, keras_probs)
         sizes = artefact_sizes(model_run, version_dir, tflite)
-        ex.log(**{f"{name}_bytes": size for name, size in sizes.items()})
-        draw(ex, test, files)
+        log_sizes(ex, sizes)
+        draw(ex, test, files, sizes)
     return ex.metrics
 
 
