@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tfguide import chapters
+from tfguide import chapters, record
 
 NAMES = [c.name for c in chapters.CHAPTERS]
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +43,35 @@ def test_quick_run_writes_a_complete_run_folder(quick_run, name):
         assert len(list(csv.reader(f))) >= 2, "a header and at least one row"
     listed = set(results["files"])
     assert {p.relative_to(run_dir).as_posix() for p in figures} <= listed
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quick_run_reproduces_the_recorded_run(quick_run, name):
+    metrics, _ = quick_run(name)
+    recorded = record.load(name)
+    assert recorded["command"] == f"python -m tfguide.chapters.{name} --quick"
+    problems = record.compare(recorded["metrics"], metrics)
+    assert not problems, (f"{name}'s quick run moved from chapters/results/{name}.json "
+                          f"(re-record with python -m tfguide record {name}): {problems}")
+
+
+@pytest.mark.parametrize("name,old,new,ok", [
+    ("test_accuracy", 0.98, 0.96, True), ("test_accuracy", 0.98, 0.94, False),
+    ("params", 21386, 21386, True), ("params", 21386, 21387, False),
+    ("conv_max_abs_err", 6.7e-6, 3e-5, True), ("conv_max_abs_err", 6.7e-6, 1e-4, False),
+    ("causal_max_change", 0.0, 5e-7, True), ("causal_max_change", 0.0, 1e-3, False),
+    ("test_loss", 0.0672, 0.069, True), ("test_loss", 0.0672, 0.08, False),
+    ("train_samples_per_s", 16354.0, 3.0, True), ("wall_s", 4.6, 400.0, True),
+])
+def test_tolerances_per_kind_of_metric(name, old, new, ok):
+    assert (record.compare({name: old}, {name: new}) == []) == ok
+
+
+def test_a_metric_added_or_dropped_is_a_difference():
+    assert record.compare({"a": 1.0}, {"a": 1.0, "b": 2.0}) == ["b: produced but not recorded "
+                                                                "(re-record)"]
+    assert record.compare({"a": 1.0, "b": 2.0}, {"a": 1.0}) == ["b: recorded but no longer "
+                                                                "produced"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,6 +1,8 @@
 """Texts: every chapter has one, its code excerpts match the source, the README table matches."""
 import ast
+import json
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -69,3 +71,64 @@ def test_wheel_carries_texts_and_data(tmp_path):
     assert {f"tfguide/_texts/{n}.md" for n in NAMES} <= names
     assert {"tfguide/_data/digits.npz", "tfguide/_data/sunspots.csv"} <= names
     assert {f"tfguide/chapters/{n}.py" for n in NAMES} <= names
+
+
+# --- Numbers and figures come from recorded runs (tfguide/record.py) ---------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_every_number_in_the_text_is_the_recorded_one(name):
+    from tfguide import record
+
+    text = resources.chapter_text(name)
+    assert record.sync(name, text) == text, \
+        f"chapters/{name}.md differs from its record: python -m tfguide record --sync {name}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_recorded_metric_is_quoted_in_the_text(name):
+    from tfguide import record
+
+    quoted = record.quoted_keys(resources.chapter_text(name))
+    quoted = {k.split(".", 1)[1] if k.startswith("metrics.") else k for k in quoted}
+    for full in (False, True):
+        try:
+            recorded = record.load(name, full)["metrics"]
+        except FileNotFoundError:
+            assert full, f"{name} has no record: python -m tfguide record {name}"
+            continue
+        prefix = "full:" if full else ""
+        missing = [m for m in recorded if f"{prefix}{m}" not in quoted]
+        assert not missing, f"chapters/{name}.md never quotes {prefix}{missing}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_text_shows_its_recorded_figures(name):
+    text = resources.chapter_text(name)
+    links = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
+    shown = [link for link in links if link.startswith(f"figures/{name}/")]
+    assert shown, f"chapters/{name}.md shows none of its figures"
+    for link in links:
+        assert (resources.texts_dir() / link).is_file(), f"{link} does not exist"
+
+
+def test_records_and_figures_stay_small():
+    from tfguide import record
+
+    total = sum(p.stat().st_size for p in (resources.texts_dir() / "figures").rglob("*.png"))
+    total += sum(p.stat().st_size for p in record.results_dir().glob("*.json"))
+    assert total < 4_000_000, f"{total:,} bytes of recorded figures and results"
+
+
+def test_a_hand_typed_number_in_a_record_fails_the_text_check(tmp_path, monkeypatch):
+    from tfguide import record
+
+    name = NAMES[0]
+    texts = tmp_path / "chapters"
+    shutil.copytree(resources.texts_dir(), texts)
+    monkeypatch.setattr(resources, "texts_dir", lambda: texts)
+    path = record.record_path(name)
+    data = json.loads(path.read_text())
+    metric = next(iter(data["metrics"]))
+    data["metrics"][metric] = data["metrics"][metric] * 1.5 + 1
+    path.write_text(json.dumps(data))
+    text = resources.chapter_text(name)
+    assert record.sync(name, text) != text

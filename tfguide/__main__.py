@@ -1,4 +1,4 @@
-"""`python -m tfguide` (or `tfguide`): list, run, text, notebook, book, bench, predict.
+"""`python -m tfguide` (or `tfguide`): list, run, text and the other commands of USAGE.
 
 Listing and argument checks import no TensorFlow, so they answer at once.
 """
@@ -15,14 +15,21 @@ USAGE = """usage: python -m tfguide [COMMAND]
   list          the chapters, in reading order (the default)
   run NAME      run a chapter; flags as for `python -m tfguide.chapters.NAME --help`
   text NAME     print a chapter's text
-  notebook NAME [--out DIR]
+  notebook NAME [--out DIR] [--force]
                 write the chapter as a Jupyter notebook, DIR/NAME.ipynb (default DIR:
                 notebooks/; NAME `all`: every chapter). Needs the notebook extra:
                 pip install -e ".[notebook]"
-  book [--out DIR] [--runs DIR] [--open]
+  book [--out DIR] [--runs DIR] [--open] [--force]
                 write the chapters as a local HTML book (default book/), showing the figures
                 and metrics of your latest run of each chapter under runs/
   bench         measure training speed beside plain Keras (`bench --help`)
+  exercise NAME [--out DIR] [--force]
+                write the chapter's from-scratch functions to fill in (exercises/NAME.py)
+  check NAME [FILE]
+                prove your functions the way the chapter proves its own (PASS/FAIL/TODO)
+  record NAME|all [--full] [--sync]
+                run a chapter's reference run and refresh the numbers and figures of its
+                text from it (chapters/results/, chapters/figures/)
   predict RUN_DIR IMAGE [IMAGE ...]
                 print a trained model's top-3 classes for your own image files
                 (RUN_DIR: a cnn or mlp run folder; `predict --help` says how an
@@ -92,13 +99,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         from tfguide import book
 
         book.main(rest)
+    elif command == "exercise":
+        from tfguide import exercises
+
+        exercises.exercise_main(rest)
+    elif command == "check":
+        from tfguide import exercises
+
+        exercises.check_main(rest)
+    elif command == "record":
+        from tfguide import record
+
+        record.main(rest)
     elif command == "predict":
         from tfguide import predict
 
         predict.main(rest)
     else:
         cli.fail(f"unknown command {command!r}. Use one of: list, run NAME, text NAME, "
-                 "notebook NAME, book, bench, predict.", 2)
+                 "notebook NAME, book, bench, exercise NAME, check NAME, record NAME, predict.", 2)
 
 
 if __name__ == "__main__":

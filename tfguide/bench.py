@@ -158,10 +158,13 @@ def chapter_workload(name: str, quick: bool, seed: int) -> Workload | None:
     return declared(quick=quick, seed=seed) if declared else None
 
 
-def chapter_race(name: str, quick: bool, seed: int) -> dict | None:
-    """Run chapter `name`'s declared race (its recipe vs a reference, to a target), if any."""
+def chapter_race(name: str, quick: bool, seed: int, build: Callable) -> dict | None:
+    """Run chapter `name`'s declared race (its recipe vs a reference, to a target), if any.
+
+    `build` is the run's `Runtime.build`: the race builds both recipes' models with it.
+    """
     declared = getattr(_chapter_module(name), "bench_race", None)
-    return declared(quick=quick, seed=seed) if declared else None
+    return declared(quick=quick, seed=seed, build=build) if declared else None
 
 
 # --- Measurements ------------------------------------------------------------------------
@@ -287,7 +290,7 @@ def run(args: argparse.Namespace) -> dict:
         r["batch_size"], r["workload"] = work.batch_size, work.note
         report["chapters"][name] = r
     for name in racing:
-        race = chapter_race(name, args.quick, args.seed)
+        race = chapter_race(name, args.quick, args.seed, rt.build)
         ref, ours = race["reference"]["seconds"], race["tfguide"]["seconds"]
         race["ratio"] = ours / ref if ref and ours else None
         report["races"][name] = race
