@@ -367,3 +367,10 @@ def test_bench_on_a_missing_gpu_is_one_line(tmp_path):
         pytest.skip("this machine has a GPU")
     result = run_cmd("-m", "tfguide", "bench", "--device", "gpu", "--out", str(tmp_path))
     assert result.returncode == 2 and "sees no GPU" in one_error_line(result)
+
+
+def test_an_error_line_escapes_control_characters(capsys):
+    with pytest.raises(SystemExit):
+        cli.fail("no such file: evil\nname\x1b[31m", 2)
+    err = capsys.readouterr().err
+    assert err == "tfguide: error: no such file: evil\\nname\\x1b[31m\n"

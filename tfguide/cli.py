@@ -237,8 +237,13 @@ def parse(name: str, argv: Sequence[str] | None = None) -> Config:
 
 
 def fail(message: str, status: int) -> None:
-    """Print one `tfguide: error:` line on stderr and exit with `status`."""
-    print(f"tfguide: error: {message}", file=sys.stderr)
+    """Print one `tfguide: error:` line on stderr and exit with `status`.
+
+    Control characters from user input (a file name with a newline or a
+    terminal escape) are shown escaped, so the message stays one honest line.
+    """
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
+    print(f"tfguide: error: {shown}", file=sys.stderr)
     raise SystemExit(status)
 
 
