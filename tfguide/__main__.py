@@ -37,6 +37,19 @@ USAGE = """usage: python -m tfguide [COMMAND]
 """
 
 
+# The other commands: (module, function taking the rest of the command line). Each module
+# checks its own arguments before it imports TensorFlow.
+COMMANDS = {
+    "notebook": ("tfguide.notebook", "main"),
+    "book": ("tfguide.book", "main"),
+    "bench": ("tfguide.bench", "main"),
+    "exercise": ("tfguide.exercises", "exercise_main"),
+    "check": ("tfguide.exercises", "check_main"),
+    "record": ("tfguide.record", "main"),
+    "predict": ("tfguide.predict", "main"),
+}
+
+
 def list_chapters() -> str:
     """Return the chapter table: name, what it teaches, source sections."""
     width = max(len(c.name) for c in chapters.CHAPTERS)
@@ -87,37 +100,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         except KeyboardInterrupt:
             cli.fail("interrupted while starting", 130)
         module.main(flags)
-    elif command == "bench":
-        from tfguide import bench
-
-        bench.main(rest)
-    elif command == "notebook":
-        from tfguide import notebook
-
-        notebook.main(rest)
-    elif command == "book":
-        from tfguide import book
-
-        book.main(rest)
-    elif command == "exercise":
-        from tfguide import exercises
-
-        exercises.exercise_main(rest)
-    elif command == "check":
-        from tfguide import exercises
-
-        exercises.check_main(rest)
-    elif command == "record":
-        from tfguide import record
-
-        record.main(rest)
-    elif command == "predict":
-        from tfguide import predict
-
-        predict.main(rest)
+    elif command in COMMANDS:
+        module_name, function = COMMANDS[command]
+        getattr(importlib.import_module(module_name), function)(rest)
     else:
         cli.fail(f"unknown command {command!r}. Use one of: list, run NAME, text NAME, "
-                 "notebook NAME, book, bench, exercise NAME, check NAME, record NAME, predict.", 2)
+                 + ", ".join(COMMANDS) + ".", 2)
 
 
 if __name__ == "__main__":
