@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfguide import cli, datasets, predict
+from tfguide import cli, datasets
 from tfguide.chapters import deploy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,7 +181,7 @@ def test_quick_run_writes_the_artefacts(quick):
     assert {p.stem for p in (run_dir / "figures").glob("*.png")} == {"artefacts", "files", "skew"}
 
 
-def test_a_second_run_deploys_the_latest_cnn_run_without_training(quick, tmp_path):
+def test_a_second_run_deploys_the_latest_cnn_run_without_training(quick):
     _, run_dir, model_run, _ = quick
     cfg = cli.parse("deploy", ["--quick", "--out", str(run_dir.parent.parent)])
     assert deploy.find_model_run(cfg) == model_run
