@@ -154,10 +154,10 @@ CHAPTERS: tuple[Chapter, ...] = (
         ports="000 §2.3/§2.5/§4.5",
         data=("shakespeare",),  # or any NAME with --data-dir DIR holding NAME.txt (UTF-8)
         quick_data="shakespeare",
-        epochs=18,  # rounds of 50 training steps, each followed by validation
-        batch_size=24,
-        learning_rate=2e-3,
-        quick_epochs=10,
+        epochs=14,  # rounds of 50 training steps, each followed by validation
+        batch_size=20,
+        learning_rate=5e-3,
+        quick_epochs=6,
         options=(
             Option("--prompt", non_empty_text, "ROMEO:", "text the models continue"),
             Option("--sample-length", positive_int, 300, "characters to generate per sample",

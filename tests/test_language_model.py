@@ -1,0 +1,304 @@
+"""Language model: vocabulary, counting baselines, the causal mask, sampling, the quick run."""
+import dataclasses
+import gzip
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from tfguide import cli, datasets
+from tfguide.chapters import language_model as lm
+from tfguide.config import Config
+from tfguide.results import Experiment
+
+TINY = lm.GPTSize(context=8, d_model=16, heads=2, blocks=2)
+
+
+@pytest.fixture(scope="module")
+def shakespeare():
+    return lm.shakespeare()  # (vocab, train ids, validation ids)
+
+
+# --- Data -----------------------------------------------------------------------------
+def test_vocabulary_round_trips_any_text():
+    text = "To be, or not to be: that is the question.\nÉtude — naïve ☃"
+    vocab = lm.Vocabulary(text)
+    ids = vocab.encode(text)
+    assert ids.dtype == np.int32 and len(ids) == len(text)
+    assert vocab.decode(ids) == text
+    assert vocab.chars == sorted(set(text)) and len(vocab) == len(set(text))
+    assert vocab.encode("\n")[0] == 0, "ids follow sorted order: newline sorts first"
+
+
+def test_shipped_corpus_is_tiny_shakespeare_split_like_nanogpt(shakespeare):
+    vocab, train, val = shakespeare
+    assert len(vocab) == 65 and len(train) + len(val) == 1_115_394
+    assert len(train) == 1_003_854, "nanoGPT's n = int(0.9 * len(data))"
+    assert vocab.decode(train[:14]) == "First Citizen:"
+
+
+def test_random_windows_pair_each_input_with_the_next_character():
+    ids = np.arange(1000, dtype=np.int32)  # id i sits at position i: shifts are visible
+    x, y = next(iter(lm.random_windows(ids, 16, 32, seed=3)))
+    x, y = np.asarray(x), np.asarray(y)
+    assert x.shape == y.shape == (32, 16)
+    np.testing.assert_array_equal(y, x + 1)  # the target is the input shifted by one
+    np.testing.assert_array_equal(np.diff(x, axis=1), 1)  # contiguous windows
+    assert x.min() >= 0 and y.max() <= 999
+    again = np.asarray(next(iter(lm.random_windows(ids, 16, 32, seed=3)))[0])
+    np.testing.assert_array_equal(x, again)  # seeded
+
+
+def test_fixed_windows_cover_the_validation_text():
+    ids = np.arange(500, dtype=np.int32)
+    x, y = lm.fixed_windows(ids, 10, 50)
+    assert x.shape == (50, 10) and x[0, 0] == 0 and y[-1, -1] == 499
+    np.testing.assert_array_equal(y, x + 1)
+
+
+# --- Text a learner brings ------------------------------------------------------------
+def write(tmp_path, name, data: bytes):
+    (tmp_path / f"{name}.txt").write_bytes(data)
+    return tmp_path
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"", "is empty"),
+    (b"   \n\n", "is empty"),
+    (b"\x89PNG\r\n\x1a\n\xff\xfe\x00", "not UTF-8"),
+    (b"plain\x00text" * 50, "NUL bytes"),
+])
+def test_bad_text_files_are_refused_in_one_line(tmp_path, data, message):
+    with pytest.raises(datasets.DataError, match=message) as err:
+        lm.read_corpus("mytext", write(tmp_path, "mytext", data))
+    assert "\n" not in str(err.value) and "mytext.txt" in str(err.value)
+
+
+def test_a_missing_text_names_the_file_to_write(tmp_path):
+    with pytest.raises(datasets.DataError, match="mytext.txt"):
+        lm.read_corpus("mytext", tmp_path)
+    with pytest.raises(datasets.DataError, match="--data-dir"):
+        lm.read_corpus("mytext", None)
+
+
+def test_shakespeare_is_the_shipped_file_unless_the_folder_has_its_own(tmp_path):
+    text, source, _ = lm.read_corpus("shakespeare", tmp_path)  # no shakespeare.txt there
+    assert source == "offline-standin" and text.startswith("First Citizen:")
+    write(tmp_path, "shakespeare", "Mine own.\n".encode() * 100)
+    text, source, _ = lm.read_corpus("shakespeare", tmp_path)
+    assert source == "data-dir" and text.startswith("Mine own.")
+
+
+def test_a_damaged_shipped_file_is_refused(tmp_path, monkeypatch):
+    (tmp_path / lm.SHIPPED).write_bytes(gzip.compress(b"First Citizen:\nNot quite.\n"))
+    monkeypatch.setattr(lm.resources, "data_dir", lambda: tmp_path)
+    with pytest.raises(datasets.DataError, match="damaged .*make_data.py"):
+        lm.read_corpus("shakespeare", None)
+
+
+def quick_config(tmp_path, **changes) -> Config:
+    cfg = cli.parse("language_model", ["--quick", "--out", str(tmp_path / "runs")])
+    return dataclasses.replace(cfg, **changes)
+
+
+def test_a_learner_text_is_read_split_and_recorded(tmp_path):
+    text = "ALICE:\nHello there, friend.\n\nBOB:\nGood day to you.\n\n" * 40
+    cfg = quick_config(tmp_path, data="mytext", data_dir=write(tmp_path, "mytext", text.encode()))
+    with Experiment(cfg) as ex:
+        corpus = lm.prepare_data(ex, cfg, lm.QUICK)
+    assert len(corpus.vocab) == len(set(text))
+    assert corpus.vocab.decode(corpus.train[:6]) == "ALICE:"
+    assert len(corpus.train) == int(0.9 * len(text))
+    assert ex.data_info["source"] == "data-dir" and ex.data_info["name"] == "mytext"
+    with pytest.raises(cli.UsageError, match="--prompt has characters .*: 'MR'"):
+        lm.prompt_ids(corpus, "ROMEO:")
+
+
+def test_a_text_too_short_for_one_window_is_refused(tmp_path):
+    cfg = quick_config(tmp_path, data="mytext",
+                       data_dir=write(tmp_path, "mytext", b"Too short to learn from.\n" * 5))
+    with pytest.raises(datasets.DataError, match="too short .* at least"):
+        with Experiment(cfg) as ex:
+            lm.prepare_data(ex, cfg, lm.QUICK)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--prompt", ""], "--prompt must be a non-empty text"),
+    (["--sample-length", "0"], "--sample-length must be a positive integer"),
+])
+def test_bad_chapter_flags_are_refused(flags, message):
+    with pytest.raises(cli.UsageError, match=message):
+        cli.parse("language_model", flags)
+
+
+# --- Counting baselines and cross-entropy ---------------------------------------------
+def keras_cross_entropy(log_p: np.ndarray, targets: np.ndarray) -> float:
+    """Keras's sparse cross-entropy with the log-probabilities as logits (softmax keeps them)."""
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return float(loss(targets, log_p))
+
+
+def test_counting_baselines_equal_keras_cross_entropy():
+    rng = np.random.default_rng(0)
+    train, val, v = rng.integers(0, 7, 500), rng.integers(0, 7, 200), 9  # ids 7, 8 never seen
+    counts = np.bincount(train, minlength=v) + 1.0
+    unigram = np.log(counts / counts.sum())
+    assert lm.unigram_loss(train, val, v) == pytest.approx(
+        keras_cross_entropy(np.tile(unigram, (len(val), 1)), val), rel=1e-6)
+    pairs = lm.bigram_counts(train, v)
+    assert pairs.sum() == v * v + len(train) - 1
+    log_p = np.log(pairs / pairs.sum(axis=1, keepdims=True))
+    assert lm.bigram_loss(train, val, v) == pytest.approx(
+        keras_cross_entropy(log_p[val[:-1]], val[1:]), rel=1e-6)
+
+
+def test_a_uniform_model_costs_log_vocab_and_bits_are_nats_over_log_2():
+    ids = np.tile(np.arange(16), 50)  # every character equally often
+    assert lm.unigram_loss(ids, ids, 16) == pytest.approx(math.log(16))
+    assert lm.bits_per_char(math.log(16)) == pytest.approx(4.0)  # 16 choices: 4 bits
+
+
+def test_the_baselines_on_shakespeare_match_the_published_numbers(shakespeare):
+    vocab, train, val = shakespeare
+    assert lm.unigram_loss(train, val, len(vocab)) == pytest.approx(3.35, abs=0.01)
+    assert lm.bigram_loss(train, val, len(vocab)) == pytest.approx(2.48, abs=0.01)
+
+
+# --- The causal mask --------------------------------------------------------------------
+def test_a_causal_gpt_never_looks_ahead_and_the_check_catches_one_that_does():
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).integers(0, 11, size=(4, TINY.context)).astype(np.int32)
+    causal, unmasked = lm.build_gpt(11, TINY), lm.build_gpt(11, TINY, causal=False)
+    for t in range(1, TINY.context):
+        assert lm.causal_max_change(causal, x, t, 11) <= 1e-6
+    assert lm.causal_max_change(unmasked, x, TINY.context // 2, 11) > 1e-3
+
+
+def test_padding_after_the_text_cannot_change_the_next_character_logits():
+    keras.utils.set_random_seed(1)
+    model = lm.build_gpt(11, TINY)
+    rng = np.random.default_rng(1)
+    window = rng.integers(0, 11, size=(1, TINY.context)).astype(np.int32)
+    padded = window.copy()
+    padded[:, 3:] = 0  # what generate() does with a 3-character prompt
+    np.testing.assert_allclose(model.predict_on_batch(window)[:, 2],
+                               model.predict_on_batch(padded)[:, 2], atol=1e-6)
+
+
+# --- Sampling ---------------------------------------------------------------------------
+LOGITS = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0], np.float32)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sampling_matches_softmax_over_temperature(temperature):
+    assert lm.sampling_check(LOGITS, temperature, 20_000, seed=0) > 1e-3
+
+
+def test_the_chi_square_check_rejects_a_sampler_that_ignores_temperature():
+    rows = np.repeat(LOGITS[None, :], 20_000, axis=0)
+    ids = lm.sample_next(rows, 1.0, seed=keras.random.SeedGenerator(0))  # T=1 drawn...
+    counts = np.bincount(np.asarray(ids), minlength=len(LOGITS))
+    probs = np.asarray(keras.ops.softmax(LOGITS / 0.5), np.float64)  # ...tested as T=0.5
+    assert lm.chi2_p_value(counts, probs) < 1e-6
+
+
+def test_keras_categorical_passes_the_same_test():
+    draws = keras.random.categorical(np.repeat(LOGITS[None, :] / 0.8, 20_000, 0), 1, seed=0)
+    counts = np.bincount(np.asarray(draws).ravel(), minlength=len(LOGITS))
+    probs = np.asarray(keras.ops.softmax(LOGITS / 0.8), np.float64)
+    assert lm.chi2_p_value(counts, probs) > 1e-3
+
+
+def test_chi_square_p_value_against_known_quantiles():
+    # chi2 = 3.841 at 1 degree of freedom has p = 0.05; a perfect fit has p = 1
+    assert lm.chi2_p_value(np.array([60.0, 40.0 - 0.0]), np.array([0.5, 0.5])) == \
+        pytest.approx(0.0455, abs=1e-4)  # chi2 = (10² + 10²) / 50 = 4
+    assert lm.chi2_p_value(np.array([50.0, 50.0]), np.array([0.5, 0.5])) == pytest.approx(1.0)
+
+
+def test_temperature_near_zero_is_greedy():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(64, 30)).astype(np.float32)
+    ids = lm.sample_next(logits, 1e-4, seed=keras.random.SeedGenerator(0))
+    np.testing.assert_array_equal(np.asarray(ids), logits.argmax(axis=1))
+
+
+def test_top_k_keeps_only_the_k_likeliest_in_their_softmax_proportions():
+    rows = np.repeat(LOGITS[None, :], 20_000, axis=0)
+    ids = np.asarray(lm.sample_next(rows, 1.0, top_k=3, seed=keras.random.SeedGenerator(1)))
+    assert set(ids) <= {0, 1, 2}
+    counts = np.bincount(ids, minlength=len(LOGITS))
+    top = np.exp(LOGITS[:3]) / np.exp(LOGITS[:3]).sum()
+    assert lm.chi2_p_value(counts, np.r_[top, 0, 0, 0]) > 1e-3
+
+
+def test_generate_continues_the_prompt_one_row_per_temperature():
+    keras.utils.set_random_seed(0)
+    model = lm.build_gpt(11, TINY)
+    prompt = np.array([1, 2, 3], np.int32)
+    rows = lm.generate(model, prompt, 12, (0.5, 1.0), TINY.context, seed=0)
+    assert len(rows) == 2 and all(len(r) == 15 for r in rows)
+    assert all((r[:3] == prompt).all() and r.max() < 11 for r in rows)
+
+
+# --- The models -------------------------------------------------------------------------
+def test_the_lstm_is_sized_like_the_gpt():
+    gpt = lm.build_gpt(65, lm.FULL)
+    lstm = lm.build_lstm(65, lm.FULL, lm.lstm_units(65, lm.FULL, gpt.count_params()))
+    assert lstm.count_params() == pytest.approx(gpt.count_params(), rel=0.01)
+    assert gpt.count_params() == pytest.approx(0.81e6, rel=0.02), "nanoGPT's CPU model"
+
+
+def test_the_race_times_a_recipe_to_its_target():
+    fast = lm.Recipe("fast", batch_size=16, peak_lr=1e-2, steps=40, warmup=5, min_lr=1e-3,
+                     steps_per_execution=1, eval_every=20)
+    result = lm.race({"fast": fast}, TINY, target=3.6, seed=0, val_windows=32)["fast"]
+    assert result["seconds"] > 0 and result["steps"] in (20, 40) and result["value"] <= 3.6
+    assert "batch 16, AdamW peak 0.01" in result["recipe"]
+
+
+# --- The quick run ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def quick(quick_run):
+    return quick_run("language_model")
+
+
+def test_quick_run_beats_the_baselines_and_keeps_its_proofs(quick):
+    metrics, _ = quick
+    assert metrics["val_loss"] <= 2.40 < metrics["bigram_val_loss"] < metrics["unigram_val_loss"]
+    assert metrics["val_bpc"] == pytest.approx(metrics["val_loss"] / math.log(2))
+    assert metrics["lstm_val_loss"] < metrics["unigram_val_loss"]
+    assert metrics["causal_max_change"] <= 1e-6
+    assert metrics["unmasked_train_loss"] < 1.0, "reading the answer: impossibly low"
+    assert metrics["sampling_chi2_p"] > 1e-3
+    assert metrics["train_tokens_per_s"] > 0 and metrics["params"] > 50_000
+
+
+def test_quick_run_writes_play_formatted_samples(quick):
+    _, run_dir = quick
+    samples = (run_dir / "samples.txt").read_text(encoding="utf-8")
+    assert samples.count("=== gpt, ") == samples.count("=== lstm, ") == 3  # three temperatures
+    assert samples.count(" round ") >= 2, "samples taken while the GPT learned"
+    gpt = [samples.split(f"=== gpt, temperature {t} ===\n")[1].split("\n=== ")[0]
+           for t in lm.TEMPERATURES]
+    assert all(text.startswith("ROMEO:\n") for text in gpt), "a name, a colon, a new line"
+    assert sum(text.strip().count("\n") for text in gpt) >= 4, "the text is broken into lines"
+    words = " ".join(gpt).split()
+    assert np.mean([w.strip(",.;:!?'-").isalpha() for w in words]) > 0.8, "mostly word-like"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["data"]["name"] == "shakespeare" and results["data"]["vocab_size"] == 65
+    figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
+    assert figures == {"val_loss_vs_time", "attention_head", "next_char_probabilities"}
+    assert {"history.csv", "history_lstm.csv", "model.keras"} <= {p.name for p in run_dir.iterdir()}
+
+
+def test_saved_gpt_reloads_in_safe_mode_with_the_same_loss(quick, shakespeare):
+    metrics, run_dir = quick
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    _, _, val = shakespeare
+    x, y = lm.fixed_windows(val, lm.QUICK.context, 256)
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert model.evaluate(x, y, batch_size=256, verbose=0) == pytest.approx(metrics["val_loss"],
+                                                                            rel=1e-5)
