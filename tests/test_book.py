@@ -805,3 +805,18 @@ def test_hostile_names_run_no_script_in_chromium(tmp_path, base, one_chapter):
         assert loaded, src
     finally:
         browser.close()
+
+
+def test_the_texts_recorded_figures_are_in_the_book(tmp_path):
+    from tfguide import resources
+
+    index = book.build(tmp_path / "book", tmp_path / "no-runs", note=lambda line: None)
+    for chapter in chapters.CHAPTERS:
+        folder = resources.texts_dir() / "figures" / chapter.name
+        for png in sorted(folder.glob("*.png")):
+            copied = index.parent / "figures" / chapter.name / png.name
+            assert copied.read_bytes() == png.read_bytes()
+    page = (index.parent / "cnn.html").read_text()
+    for src in re.findall(r'<img src="(figures/cnn/[^"]+)"', page):
+        assert (index.parent / src).is_file()
+    assert "python -m tfguide exercise cnn" in index.read_text()

@@ -66,7 +66,8 @@ def test_code_cells_hold_the_modules_current_source(name):
         shown += in_code
     assert shown, "at least one excerpt is a runnable code cell"
     # No prose is lost: every line of the text outside its code blocks is in a Markdown cell.
-    prose = excerpts.INCLUDE.sub("", text)
+    prose = notebook.FIGURE_LINK.sub(lambda m: f"![{m['alt']}](attachment:"
+                                     f"{m['path'].replace('/', '_')})", excerpts.INCLUDE.sub("", text))
     for line in prose.splitlines():
         if line.strip() and not line.startswith("## "):
             assert line.strip() in markdown(nb) or any(line.strip() in c for c in cells), line
@@ -276,3 +277,32 @@ def test_an_impossible_out_is_one_line_exit_2(out, tmp_path, capsys, monkeypatch
     assert line.startswith("tfguide: error: --out must be a folder") and "Received: --out=" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "locked"]
     assert not list((tmp_path / "locked").iterdir())
+
+
+def test_recorded_figures_travel_inside_the_notebook():
+    name = "cnn"
+    nb = notebook.build(name)
+    attached = [c for c in nb.cells if c.cell_type == "markdown" and c.get("attachments")]
+    text = resources.chapter_text(name)
+    if "](figures/" not in text:
+        pytest.skip("the text shows no recorded figure yet")
+    assert attached, "the text's figures are embedded as attachments"
+    for cell in attached:
+        for key, bundle in cell.attachments.items():
+            assert f"attachment:{key}" in cell.source
+            assert bundle["image/png"]
+    assert not any("](figures/" in c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def test_every_exercise_has_a_cell_to_write_it_and_a_cell_to_check_it():
+    from tfguide import exercises
+
+    name = "cnn"
+    if "## Exercises" not in resources.chapter_text(name):
+        pytest.skip("the text has no Exercises section yet")
+    nb = notebook.build(name)
+    sources = [c.source for c in nb.cells if c.cell_type == "code"]
+    for function, _ in exercises.declared_in_source(exercises.module_source(name)):
+        stub = next(i for i, s in enumerate(sources) if s.startswith(f"def {function}("))
+        assert "raise NotImplementedError" in sources[stub]
+        assert f"exercises.check_function({name!r}, {function!r}, {function})" in sources[stub + 1]

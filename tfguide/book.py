@@ -402,6 +402,31 @@ def _figure_bytes(png: Path) -> tuple[bytes | None, str]:
     return data, ""
 
 
+def text_figures(name: str) -> dict[str, bytes]:
+    """Return the recorded figures chapter `name`'s text shows: {"figures/NAME/x.png": PNG}."""
+    folder = resources.texts_dir() / "figures" / name
+    found = {}
+    for png in sorted(folder.glob("*.png")) if folder.is_dir() else ():
+        data, _ = _figure_bytes(png)
+        if data is not None:
+            found[f"figures/{name}/{png.name}"] = data
+    return found
+
+
+def exercise_list(name: str) -> str:
+    """The functions a learner writes in chapter `name`, and the command that starts them."""
+    from tfguide import exercises
+
+    try:
+        functions = [f for f, _ in exercises.declared_in_source(exercises.module_source(name))]
+    except (OSError, SyntaxError):
+        functions = []
+    if not functions:
+        return "none"
+    names = ", ".join(f"<code>{_text(f)}</code>" for f in functions)
+    return f"{names}<br><code>python -m tfguide exercise {_text(name)}</code>"
+
+
 # --- The book folder ------------------------------------------------------------------
 def _book_file(rel: str) -> bool:
     """Whether `rel` is a path the book writes: a page, style.css or figures/NAME/RUN/x.png."""
@@ -410,7 +435,8 @@ def _book_file(rel: str) -> bool:
         return False
     if len(parts) == 1:
         return rel.endswith(".html") or rel == "style.css"
-    return len(parts) == 4 and parts[0] == "figures" and rel.endswith(".png")
+    # figures/NAME/x.png: a text's recorded figure; figures/NAME/RUN/x.png: your run's
+    return len(parts) in (3, 4) and parts[0] == "figures" and rel.endswith(".png")
 
 
 def _file_sha256(path: Path) -> str | None:
@@ -546,6 +572,7 @@ def build(out: Path, runs: Path = Path("runs"), force: bool = False,
         run = latest_run(runs, chapter.name, note)
         copied = run_figures(run, chapter.name, note)
         figures.update(copied)
+        figures.update(text_figures(chapter.name))
         try:
             title, body, toc = render_text(md, chapter.name, resources.chapter_text(chapter.name))
         except FileNotFoundError:
@@ -569,7 +596,8 @@ def build(out: Path, runs: Path = Path("runs"), force: bool = False,
                   if run else f"<code>python -m {_text(chapter.module)} --quick</code>")
         rows.append(f'<tr><td>{i + 1}</td><td><a href="{chapter.name}.html">'
                     f'{_text(chapter.title)}</a></td><td>{_text(chapter.summary)}</td>'
-                    f'<td>{_text(chapter.ports)}</td><td>{status}</td></tr>')
+                    f'<td>{_text(chapter.ports)}</td><td>{exercise_list(chapter.name)}</td>'
+                    f'<td>{status}</td></tr>')
     files["index.html"] = page("Contents", _index_body(rows), _nav(None))
     written = {rel: text.encode("utf-8") for rel, text in files.items()} | figures
     folder.check(list(written), force)
@@ -586,7 +614,8 @@ way. Beside each chapter, <em>Your run</em> shows the figures and numbers of you
 of it (from <code>runs/</code>); rebuild the book after a run with
 <code>python -m tfguide book</code>.</p>
 <table class="chapters">
-<thead><tr><th>#</th><th>chapter</th><th>what it teaches</th><th>ports</th><th>your run</th>
+<thead><tr><th>#</th><th>chapter</th><th>what it teaches</th><th>ports</th><th>exercises</th>
+<th>your run</th>
 </tr></thead>
 <tbody>{"".join(rows)}</tbody>
 </table>

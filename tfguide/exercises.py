@@ -79,16 +79,46 @@ def declared(name: str) -> tuple[Exercise, ...]:
 
 
 # --- The scaffold ------------------------------------------------------------------------------
-def scaffold(name: str, source: str, exercises: Sequence[Exercise]) -> str:
-    """Return the exercise file for chapter `name`, made from its module's `source`."""
+def declared_in_source(source: str) -> list[tuple[str, str | None]]:
+    """Read (function, hint) of each `Exercise(...)` in a module's `EXERCISES`, without importing it.
+
+    A hint that is not a plain string in the source comes back as None.
+    """
+    found = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "EXERCISES"
+                                                for t in node.targets):
+            for call in ast.walk(node.value):
+                if isinstance(call, ast.Call) and getattr(call.func, "attr",
+                                                          getattr(call.func, "id", "")) == "Exercise":
+                    args = {**dict(zip(("function", "prove", "hint"), call.args)),
+                            **{k.arg: k.value for k in call.keywords}}
+                    hint = args.get("hint")
+                    hint = hint.value if isinstance(hint, ast.Constant) else None
+                    found.append((args["function"].value, hint))
+    return found
+
+
+def module_source(name: str) -> str:
+    """Return chapter `name`'s module source (without importing it)."""
+    spec = importlib.util.find_spec(chapters.get(name).module)
+    return Path(spec.origin).read_text(encoding="utf-8")
+
+
+def stubs(name: str, source: str, functions: Sequence[tuple[str, str]]
+          ) -> tuple[list[str], list[str], list[str]]:
+    """Return (imports, constants, one stub per function) for an exercise file or notebook.
+
+    A stub keeps the function's signature and docstring, its shape comments as a
+    guide, and raises NotImplementedError with the hint.
+    """
     tree = ast.parse(source)
     lines = source.splitlines()
-    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
-    missing = [e.function for e in exercises if e.function not in functions]
+    defined = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    missing = [f for f, _ in functions if f not in defined]
     if missing:
         raise KeyError(f"{name} declares exercises it does not define: {', '.join(missing)}")
-    used = {n.id for e in exercises for n in ast.walk(functions[e.function])
-            if isinstance(n, ast.Name)}
+    used = {n.id for f, _ in functions for n in ast.walk(defined[f]) if isinstance(n, ast.Name)}
 
     def bound(node) -> set[str]:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -99,6 +129,25 @@ def scaffold(name: str, source: str, exercises: Sequence[Exercise]) -> str:
                if isinstance(node, (ast.Import, ast.ImportFrom)) and bound(node) & used]
     constants = [ast.get_source_segment(source, node) for node in tree.body
                  if isinstance(node, ast.Assign) and bound(node) & used]
+    out = []
+    for function, hint in functions:
+        node = defined[function]
+        body = node.body
+        doc = ast.get_docstring(node) is not None
+        start = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+        end = body[0].end_lineno if doc else body[0].lineno - 1
+        indent = " " * body[0].col_offset
+        hint = hint.replace("\\", "\\\\").replace('"', '\\"')
+        out.append("\n".join([*lines[start - 1:end],
+                              *_shape_guide(lines[end:node.end_lineno], indent),
+                              f'{indent}raise NotImplementedError("{hint}")']))
+    return imports, constants, out
+
+
+def scaffold(name: str, source: str, exercises: Sequence[Exercise | tuple[str, str]]) -> str:
+    """Return the exercise file for chapter `name`, made from its module's `source`."""
+    functions = [(e.function, e.hint) if isinstance(e, Exercise) else e for e in exercises]
+    imports, constants, functions_ = stubs(name, source, functions)
     out = [f'"""Exercises for chapter {name}: write each function, then run',
            f"python -m tfguide check {name} (this file) to prove it the way the chapter does.",
            "",
@@ -107,17 +156,8 @@ def scaffold(name: str, source: str, exercises: Sequence[Exercise]) -> str:
            '"""', "from __future__ import annotations", "", *imports]
     if constants:
         out += ["", *constants]
-    for exercise in exercises:
-        node = functions[exercise.function]
-        body = node.body
-        doc = ast.get_docstring(node) is not None
-        start = node.decorator_list[0].lineno if node.decorator_list else node.lineno
-        end = body[0].end_lineno if doc else body[0].lineno - 1
-        head = lines[start - 1:end]
-        indent = " " * (body[0].col_offset)
-        hint = exercise.hint.replace("\\", "\\\\").replace('"', '\\"')
-        guide = _shape_guide(lines[end:node.end_lineno], indent)
-        out += ["", "", *head, *guide, f'{indent}raise NotImplementedError("{hint}")']
+    for stub in functions_:
+        out += ["", "", stub]
     return "\n".join(out) + "\n"
 
 
@@ -146,10 +186,12 @@ def write_scaffold(name: str, out: Path, force: bool = False) -> Path:
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists (your work?): check it with python -m tfguide "
                               f"check {name} {path}, or add --force to replace it")
-    module_file = Path(importlib.util.find_spec(chapters.get(name).module).origin)
-    text = scaffold(name, module_file.read_text(encoding="utf-8"), declared(name))
+    source = module_source(name)
+    functions = declared_in_source(source)
+    if any(hint is None for _, hint in functions):  # a hint built from names: ask the module
+        functions = [(e.function, e.hint) for e in declared(name)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    path.write_text(scaffold(name, source, functions), encoding="utf-8")
     return path
 
 
@@ -158,10 +200,18 @@ class LearnerError(Exception):
     """The learner's file cannot be imported; the message shows their file and line."""
 
 
-def learner_traceback(err: BaseException, path: Path) -> str:
+def _is_learners(filename: str, path: Path | None) -> bool:
+    if path is not None:
+        return Path(filename).resolve() == Path(path).resolve()
+    # a notebook cell: anything but tfguide's, Python's and the libraries' own files
+    here = str(Path(__file__).resolve().parent)
+    return not (filename.startswith(here) or "site-packages" in filename
+                or filename.startswith(sys.prefix) or filename.startswith(sys.base_prefix))
+
+
+def learner_traceback(err: BaseException, path: Path | None) -> str:
     """Return the learner's part of a traceback: their frames, then the error."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__)
-              if Path(f.filename).resolve() == Path(path).resolve()]
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if _is_learners(f.filename, path)]
     lines = [f'  {Path(f.filename).name}, line {f.lineno}, in {f.name}: '
              f'{(f.line or linecache.getline(f.filename, f.lineno)).strip()}' for f in frames]
     return "\n".join([*lines, f"  {type(err).__name__}: {err}"])
@@ -208,12 +258,13 @@ def _diagnose(exercise: Exercise, fn: Callable) -> str:
     return exercise.hint
 
 
-def check_one(exercise: Exercise, module, path: Path) -> Verdict:
-    """Prove one of the learner's functions the way the chapter proves its own."""
-    fn = getattr(module, exercise.function, None)
+def check_one(exercise: Exercise, module, path: Path | None, fn: Callable | None = None
+              ) -> Verdict:
+    """Prove one of the learner's functions (`fn`, or `module`'s) as the chapter proves its own."""
+    fn = fn or getattr(module, exercise.function, None)
     if not callable(fn):
-        return Verdict(exercise.function, "MISSING", f"{path} defines no function "
-                                                     f"{exercise.function}")
+        return Verdict(exercise.function, "MISSING", f"{path or 'the notebook'} defines no "
+                                                     f"function {exercise.function}")
     try:
         proof = exercise.prove(fn)
     except NotImplementedError:
@@ -233,6 +284,14 @@ def check(name: str, path: Path) -> list[Verdict]:
     """Check every exercise of chapter `name` in the learner's file `path`."""
     module = load_learner_file(path, name)
     return [check_one(exercise, module, path) for exercise in declared(name)]
+
+
+def check_function(name: str, function: str, fn: Callable) -> str:
+    """Prove one function written in a notebook cell; return its report line."""
+    exercise = next((e for e in declared(name) if e.function == function), None)
+    if exercise is None:
+        raise KeyError(f"{name} has no exercise {function!r}")
+    return report([check_one(exercise, type(sys)("notebook"), None, fn=fn)])
 
 
 def report(verdicts: Sequence[Verdict]) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import base64
 import errno
 import hashlib
 import json
@@ -157,6 +158,47 @@ def intro_note(chapter: chapters.Chapter) -> str:
 
 
 # --- The notebook ---------------------------------------------------------------------
+FIGURE_LINK = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<path>figures/[\w\-]+/[\w\-.]+\.png)\)")
+
+
+def attach_figures(markdown: str) -> tuple[str, dict]:
+    """Embed the text's recorded figures as cell attachments, so the notebook stands alone."""
+    attachments = {}
+
+    def embed(m: re.Match) -> str:
+        path = resources.texts_dir() / m["path"]
+        if not path.is_file():
+            return m.group(0)
+        key = m["path"].replace("/", "_")
+        attachments[key] = {"image/png": base64.b64encode(path.read_bytes()).decode("ascii")}
+        return f"![{m['alt']}](attachment:{key})"
+
+    return FIGURE_LINK.sub(embed, markdown), attachments
+
+
+def exercise_cells(name: str) -> list[tuple[str, str]]:
+    """For each exercise: a cell with the function to write, then a cell that checks it."""
+    from tfguide import exercises
+
+    source = exercises.module_source(name)
+    declared = exercises.declared_in_source(source)
+    if not declared:
+        return []
+    functions = [(f, hint or "see the text above") for f, hint in declared]
+    _, _, stubs = exercises.stubs(name, source, functions)
+    cells = [("markdown", "Write each function in its cell (the chapter's own version is "
+                          "defined above; yours replaces it here), then run the check below it: "
+                          "it proves your function the way the chapter proves its own. "
+                          f"Outside the notebook: `python -m tfguide exercise {name}`, then "
+                          f"`python -m tfguide check {name}`.")]
+    for (function, _), stub in zip(functions, stubs):
+        cells.append(("code", stub))
+        cells.append(("code", f"from tfguide import exercises\n\n"
+                              f"print(exercises.check_function({name!r}, {function!r}, "
+                              f"{function}))"))
+    return cells
+
+
 def build(name: str):
     """Return chapter `name` as an `nbformat` v4 notebook (validated)."""
     nbformat = _nbformat()
@@ -168,7 +210,13 @@ def build(name: str):
 
     def add(kind: str, source: str) -> None:
         make = v4.new_code_cell if kind == "code" else v4.new_markdown_cell
-        cells.append(make(source, id=f"{name[:50]}-{len(cells):03d}"))
+        attachments = {}
+        if kind == "markdown":
+            source, attachments = attach_figures(source)
+        cell = make(source, id=f"{name[:50]}-{len(cells):03d}")
+        if attachments:
+            cell.attachments = attachments
+        cells.append(cell)
 
     parts = sections(text)
     heading_names = [h for h, _ in parts]
@@ -185,6 +233,9 @@ def build(name: str):
                 add("code", FIGURES_CODE)
         elif heading == "Results":
             add("code", FIGURES_CODE)
+        elif heading == "Exercises":
+            for kind, source in exercise_cells(name):
+                add(kind, source)
     if "Run it" not in heading_names:  # a text without the usual sections still runs
         add("code", run_code(chapter))
         add("code", FIGURES_CODE)
