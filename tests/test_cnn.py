@@ -220,3 +220,22 @@ def test_full_run_on_mnist_matches_the_keras_io_recipe(tmp_path):
     print(f"MNIST, {cfg.epochs} epochs: tfguide {ours:.4f}, keras.io recipe {theirs:.4f}")
     assert ours >= 0.99
     assert ours >= theirs - 0.001, "at least as good, within 10 of 10,000 test images"
+
+
+@pytest.mark.parametrize("dtype", [tf.float64, tf.float32])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_avg_pool2d_matches_tf_nn_values_and_gradients(case, padding, dtype):
+    b, h, w, c, size, stride = case
+    x = random((b, h, w, c), dtype, 5) + 2.0  # mostly positive: a padded zero would show
+    assert cnn.avg_pool2d(x, size, stride, padding).shape == \
+        tf.nn.avg_pool2d(x, size, stride, padding.upper()).shape
+    err = cnn.max_abs_err(lambda x: cnn.avg_pool2d(x, size, stride, padding),
+                          lambda x: tf.nn.avg_pool2d(x, size, stride, padding.upper()), x)
+    assert err <= TOLERANCE[dtype]
+
+
+def test_avg_pool_check_catches_padding_counted_in_the_average():
+    x = random((1, 5, 5, 1), tf.float64, 6) + 2.0
+    wrong = lambda x: tf.nn.avg_pool2d(cnn.pad(x, 2, 2, 2, "same"), 2, 2, "VALID")  # noqa: E731
+    assert cnn.max_abs_err(wrong, lambda x: tf.nn.avg_pool2d(x, 2, 2, "SAME"), x) > 0.1

@@ -1,8 +1,8 @@
-"""Convolutional networks: conv2d and max-pooling from scratch, then a Keras CNN.
+"""Convolutional networks: conv2d and pooling from scratch, then a Keras CNN.
 
-Writes a 2-D convolution and max-pooling as plain loops over output
-positions, proves them equal to `tf.nn.conv2d` and `tf.nn.max_pool2d`
-(values and gradients), then trains the classic small Keras CNN
+Writes a 2-D convolution, max-pooling and average pooling as plain loops over
+output positions, proves them equal to `tf.nn.conv2d`, `tf.nn.max_pool2d` and
+`tf.nn.avg_pool2d` (values and gradients), then trains the classic small Keras CNN
 (conv-pool-conv-pool-dropout-dense) on handwritten digits and looks inside it:
 its filters, its feature maps and its mistakes.
 
@@ -95,6 +95,31 @@ def max_pool2d(x: tf.Tensor, size: int = 2, stride: int | None = None, padding: 
         rows.append(tf.stack(row, axis=1))  # (batch, w_out, c)
     return tf.stack(rows, axis=1)  # (batch, h_out, w_out, c)
 # [end:conv2d]
+
+
+# [start:avg_pool]
+def avg_pool2d(x: tf.Tensor, size: int = 2, stride: int | None = None, padding: str = "valid"):
+    """Average each `size`×`size` window, channel by channel, over its real pixels only.
+
+    x: (batch, h, w, c) -> (batch, h_out, w_out, c). Under 'same' padding a border
+    window holds fewer real pixels; TensorFlow divides by their number, not by size².
+    """
+    stride = stride or size
+    real = pad(tf.ones_like(x[:1, :, :, :1]), size, size, stride, padding)  # (1, h + pad, w + pad, 1)
+    x = pad(x, size, size, stride, padding)  # (batch, h + pad, w + pad, c): zeros add nothing
+    h_out = (x.shape[1] - size) // stride + 1
+    w_out = (x.shape[2] - size) // stride + 1
+    rows = []
+    for i in range(h_out):
+        row = []
+        for j in range(w_out):
+            ii, jj = slice(i * stride, i * stride + size), slice(j * stride, j * stride + size)
+            total = tf.reduce_sum(x[:, ii, jj, :], axis=[1, 2])  # (batch, c)
+            count = tf.reduce_sum(real[:, ii, jj, :], axis=[1, 2])  # (1, 1): real pixels
+            row.append(total / count)  # (batch, c)
+        rows.append(tf.stack(row, axis=1))  # (batch, w_out, c)
+    return tf.stack(rows, axis=1)  # (batch, h_out, w_out, c)
+# [end:avg_pool]
 
 
 # [start:check]
@@ -328,6 +353,19 @@ def prove_max_pool2d(max_pool2d_fn) -> exercises.Proof:
     return exercises.worst(errors, 1e-12)
 
 
+def prove_avg_pool2d(avg_pool2d_fn) -> exercises.Proof:
+    """avg_pool2d vs tf.nn.avg_pool2d in float64, values and gradients, both paddings."""
+    errors = []
+    for b, h, w, c, size, stride in ((2, 6, 6, 3, 2, 2), (1, 7, 5, 2, 3, 2), (1, 5, 5, 1, 2, 1)):
+        x = _random((b, h, w, c), 3) + 2.0  # mostly positive: a padded zero would show
+        for padding in PADDINGS:
+            errors.append((f"{h}×{w} input, window {size}, stride {stride}, {padding}",
+                           _twin_error(lambda x: avg_pool2d_fn(x, size, stride, padding),
+                                       lambda x: tf.nn.avg_pool2d(x, size, stride,
+                                                                  padding.upper()), x)))
+    return exercises.worst(errors, 1e-12)
+
+
 def _pads_extra_first(size: int, k: int, stride: int) -> tuple[int, int]:
     before, after = same_padding(size, k, stride)
     return after, before
@@ -353,6 +391,12 @@ def _max_pool2d_zero_pad(x, size=2, stride=None, padding="valid"):
     stride = stride or size
     x = pad(x, size, size, stride, padding, value=0.0)
     return tf.nn.max_pool2d(x, size, stride, "VALID")
+
+
+def _avg_pool2d_counting_pads(x, size=2, stride=None, padding="valid"):
+    stride = stride or size
+    x = pad(x, size, size, stride, padding)
+    return tf.nn.avg_pool2d(x, size, stride, "VALID")  # divides by size², padding included
 
 
 _PROBE_X = tf.reshape(tf.range(-12.5, 12.5, dtype=tf.float64), (1, 5, 5, 1))  # odd size: uneven pad
@@ -382,6 +426,12 @@ EXERCISES = (
         probe=lambda f: f(_PROBE_X - 20.0, 2, 2, "same"),
         mistakes={"pad 'same' windows with -inf, not 0: a zero in the padding beats every "
                   "negative value": _max_pool2d_zero_pad}),
+    exercises.Exercise(
+        "avg_pool2d", prove_avg_pool2d, "sum each window of the zero-padded x and divide by "
+        "the number of real pixels in it (pad a tensor of ones the same way to count them)",
+        probe=lambda f: f(_PROBE_X + 20.0, 2, 2, "same"),
+        mistakes={"divide each 'same' window by its real pixels, not by size²: TensorFlow "
+                  "leaves the padding out of the average": _avg_pool2d_counting_pads}),
 )
 
 
@@ -405,6 +455,7 @@ def prepare_data(cfg: Config, ex: Experiment) -> tuple[datasets.LoadedData, Batc
                                    y_test=data.y_test[:2_000])
         ex.data_info.update(train=10_000, test=2_000, subset="first 10,000/2,000 (--quick)")
     fit_idx, val_idx = datasets.split_validation(len(data.x_train), 0.1, cfg.seed)
+    ex.data_info.update(validation=len(val_idx))  # held out of data.train
     x, y = data.x_train, data.y_train
     return data, Batches(
         train=datasets.pipeline(x[fit_idx], y[fit_idx], cfg.batch_size, shuffle=True,
