@@ -8,6 +8,7 @@ import ast
 import csv
 import importlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,19 @@ def test_what_others_borrow_is_declared(name):
         pytest.skip(f"{name} declares no bench workload")
     work = workload(quick=True, seed=0)
     assert isinstance(work, bench.Workload) and work.batch_size > 0 and work.note
+
+
+def test_a_bare_key_is_a_metric_unless_it_is_the_records_own(tmp_path, monkeypatch):
+    from tfguide import resources
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "demo.json").write_text(
+        '{"metrics": {"loss": 0.25, "date": 1.0}, "wall_s": 4.56, "date": "2026-11-25"}')
+    (tmp_path / "results" / "demo.full.json").write_text('{"metrics": {}, "wall_s": 42.0}')
+    monkeypatch.setattr(resources, "texts_dir", lambda: tmp_path)
+    text = ("<!-- result: loss -->?<!-- /result --> <!-- result: wall_s | .1f -->?<!-- /result --> "
+            "<!-- result: date -->?<!-- /result --> <!-- result: full:wall_s | .0f -->?<!-- /result -->"
+            " <!-- result: metrics.date -->?<!-- /result -->")
+    filled = record.sync("demo", text)
+    values = [v for v in re.findall(r"-->([^<]*)<!-- /result", filled)]
+    assert values == ["0.2500", "4.6", "2026-11-25", "42", "1.0000"]

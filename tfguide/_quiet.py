@@ -17,7 +17,8 @@ real_stderr = 2  # where stderr really goes, also while it is silenced
 
 
 @contextlib.contextmanager
-def _stderr_to_devnull():
+def silenced_stderr():
+    """Send file descriptor 2 to /dev/null inside the block (C++ logs included)."""
     global real_stderr
     sys.stderr.flush()
     saved = os.dup(2)
@@ -42,7 +43,7 @@ class _QuietLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
-        with _stderr_to_devnull():
+        with silenced_stderr():
             self._loader.exec_module(module)
 
 

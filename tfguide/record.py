@@ -14,8 +14,9 @@ record) fills it in:
     <!-- result: test_accuracy -->0.9861<!-- /result -->
     <!-- result: full:wall_s | .0f -->42<!-- /result -->
 
-The key is a dotted path into the record (`wall_s`, `data.train`,
-`config.epochs`); a bare name means `metrics.NAME`; `full:` reads the full
+The key is a dotted path into the record (`data.train`, `config.epochs`); a
+bare name means `metrics.NAME`, except the record's own `wall_s`, `date`,
+`machine` and `command`; `full:` reads the full
 run's record. After `|` comes a format: `pct` (98.61%), `int` (1,295), or a
 Python format spec (`.3f`, `.2e`); the default is the summary table's.
 
@@ -41,6 +42,7 @@ from tfguide import chapters, cli, resources
 from tfguide.config import format_metric
 
 ROOT = Path(__file__).resolve().parent.parent
+TOP_LEVEL = ("wall_s", "date", "machine", "command", "chapter")  # record keys that are not metrics
 MARKER = re.compile(r"<!-- result: (?P<key>[\w.:]+)(?: \| (?P<fmt>[\w.,%+-]+))? -->"
                     r"(?P<value>.*?)<!-- /result -->")
 
@@ -159,8 +161,6 @@ def lookup(name: str, key: str, records: dict[bool, dict]) -> Any:
     """Return the value a marker's `key` names in chapter `name`'s records."""
     full = key.startswith("full:")
     path = key.removeprefix("full:").split(".")
-    if len(path) == 1:
-        path = ["metrics", *path]
     if full not in records:
         try:
             records[full] = load(name, full)
@@ -168,6 +168,8 @@ def lookup(name: str, key: str, records: dict[bool, dict]) -> Any:
             raise KeyError(f"{record_path(name, full)} does not exist: run "
                            f"python -m tfguide record {name}{' --full' if full else ''}") from None
     value = records[full]
+    if len(path) == 1 and path[0] not in TOP_LEVEL:  # a bare name is a metric
+        path = ["metrics", *path]
     for part in path:
         if not isinstance(value, dict) or part not in value:
             raise KeyError(f"chapters/{name}.md quotes {key!r}, which "
