@@ -102,3 +102,45 @@ def test_stability_limit_separates_convergence_from_divergence():
     assert below[-1] < below[0]
     assert above[-1] > 1e12 or not np.isfinite(above[-1]), "stops early once it blows up"
     assert len(above) < 2001
+
+
+@pytest.fixture(scope="module")
+def quick_problem():
+    X, y = gdc.make_regression(500, seed=42)
+    return X[:400], y[:400], gdc.closed_form(X[:400], y[:400]).numpy()
+
+
+def distance(path, theta_star):
+    """Max |θ − θ*| after each step, as param_error measures it."""
+    return np.max(np.abs(np.asarray(path) - theta_star), axis=1)
+
+
+def test_exercise_too_much_momentum_has_not_arrived_after_400_steps(quick_problem):
+    X, y, theta_star = quick_problem
+    path, _ = gdc.minimize(gdc.momentum(0.05, beta=0.99), gdc.START, X, y, steps=400)
+    assert distance(path, theta_star)[-1] > 0.1
+
+
+def test_exercise_a_rate_just_under_the_limit_is_faster(quick_problem):
+    X, y, theta_star = quick_problem
+    assert 0.17 < gdc.stable_lr_limit(X)
+    fast, _ = gdc.minimize(gdc.gd(0.17), gdc.START, X, y, steps=400)
+    slow, _ = gdc.minimize(gdc.gd(0.1), gdc.START, X, y, steps=400)
+    assert np.argmax(distance(fast, theta_star) < 1e-6) < 300
+    assert distance(slow, theta_star)[-1] > 1e-6
+
+
+def test_exercise_centring_makes_the_limit_1_and_descent_fast(quick_problem):
+    X, y, _ = quick_problem
+    x = X[:, 0] - tf.reduce_mean(X[:, 0])
+    assert float(tf.math.reduce_variance(x)) < 1
+    Xc = tf.stack([x, X[:, 1]], axis=1)
+    assert gdc.stable_lr_limit(Xc) == pytest.approx(1.0, rel=1e-12)
+    path, _ = gdc.minimize(gdc.gd(0.5), gdc.START, Xc, y, steps=9)
+    assert distance(path, gdc.closed_form(Xc, y).numpy())[-1] < 1e-6
+
+
+def test_exercise_adam_with_a_small_rate_is_still_far_away(quick_problem):
+    X, y, theta_star = quick_problem
+    path, _ = gdc.minimize(gdc.adam(0.01), gdc.START, X, y, steps=400)
+    assert distance(path, theta_star)[-1] > 1
