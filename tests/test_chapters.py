@@ -135,3 +135,16 @@ def test_a_bare_key_is_a_metric_unless_it_is_the_records_own(tmp_path, monkeypat
     filled = record.sync("demo", text)
     values = [v for v in re.findall(r"-->([^<]*)<!-- /result", filled)]
     assert values == ["0.2500", "4.6", "2026-11-25", "42", "1.0000"]
+
+
+def test_importing_the_chapters_does_not_start_tensorflow():
+    """Multi-worker training must configure TensorFlow before its first op: no op at import."""
+    import subprocess
+    import sys
+
+    modules = "; ".join(f"import {c.module}" for c in chapters.CHAPTERS)
+    code = (f"import tfguide; {modules}; from tfguide import runtime; "
+            "print('fresh' if runtime.use_logical_cpus(2) else 'started')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.stdout.strip().endswith("fresh"), result.stderr[-2000:]

@@ -51,3 +51,25 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
     np.testing.assert_allclose(w0["loss"], one["loss"], rtol=1e-4)
     np.testing.assert_allclose(one["loss"], fit["loss"], rtol=1e-4)
     assert one["loss"][-1] < one["loss"][0], "it trains"
+
+
+def test_a_chapter_trains_on_two_workers_with_its_plain_fit(tmp_path):
+    """The chapter's own `model.fit` is routed by Runtime.build: both workers end equal."""
+    workers = [f"localhost:{p}" for p in free_ports(2)]
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, TFGUIDE_CONNECT_TIMEOUT="120", TF_CONFIG=json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tfguide.chapters.attention", "--quick", "--epochs", "1",
+             "--strategy", "multiworker", "--out", str(tmp_path / f"worker{i}")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    records = [json.loads(next((tmp_path / f"worker{i}").rglob("results.json")).read_text())
+               for i in range(2)]
+    assert all(r["runtime"]["strategy"] == "multiworker" and r["runtime"]["replicas"] == 2
+               for r in records)
+    assert records[0]["metrics"] == records[1]["metrics"], "one model, trained as one"
+    assert records[0]["metrics"]["test_accuracy"] > 0.2, "it learned (chance is 0.1)"
