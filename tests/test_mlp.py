@@ -19,6 +19,7 @@ def test_quick_run_learns_the_digits_and_the_control_does_not(quick_run):
     assert metrics["shuffled_label_accuracy"] <= metrics["chance_accuracy"] + 0.1
     assert metrics["forward_max_abs_err"] <= 1e-5, "our forward pass is the model's"
     assert metrics["scratch_test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-3)
+    assert metrics["test_errors"] == round((1 - metrics["test_accuracy"]) * 359)
 
 
 def test_quick_run_draws_the_control_and_the_model_reloads(quick_run):
@@ -91,6 +92,13 @@ def test_the_forward_check_catches_a_wrong_flatten_order():
     swapped = x.transpose(0, 2, 1, 3)  # column-major instead of Flatten's row-major order
     error = np.max(np.abs(mlp.mlp_forward(mlp.dense_weights(model), swapped) - model(x)))
     assert error > 1e-3
+
+
+def test_softmax_is_stable_where_the_unshifted_form_overflows():
+    z = np.array([[1000.0, 0.0, -1000.0], [1.0, 2.0, 3.0]])
+    np.testing.assert_allclose(mlp.softmax(z), keras.ops.softmax(z), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(mlp.softmax(z)[0], [1.0, 0.0, 0.0])
+    assert np.isnan(mlp._softmax_unshifted(z)[0]).any(), "the mistake the hint names"
 
 
 @pytest.mark.parametrize("n,k", [(1, 2), (20, 10), (64, 3)])
