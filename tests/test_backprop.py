@@ -203,3 +203,55 @@ def test_spirals_are_seeded_and_balanced():
     np.testing.assert_array_equal(X1, X2)
     assert X1.shape == (500, 2) and y1.dtype == np.int32 and 200 < y1.sum() < 300
     assert not np.array_equal(make(500, seed=5)[0], X1)
+
+
+# --- The outcomes the Exercises section states -----------------------------------------------
+@pytest.fixture(scope="module")
+def spirals():
+    X, y = bp.make_spirals(800, seed=42)
+    return X, y, tf.constant(X[:400]), tf.constant(np.eye(2)[y[:400]])
+
+
+def train_net(spirals, activation="tanh", hidden=32, steps=1000):
+    """The text's train_net: the quick run's loop; returns (test accuracy, final loss)."""
+    X, y, X_train, Y_train = spirals
+    params = bp.init_params(2, hidden, 2, seed=42)
+    velocity = {k: tf.zeros_like(v) for k, v in params.items()}
+    params, _, losses = bp.make_train(0.5, 400, activation)(
+        params, velocity, X_train, Y_train, tf.constant(0), tf.constant(steps))
+    return bp.accuracy(params, X[400:], y[400:], activation), float(losses[-1])
+
+
+def test_exercise_the_summed_loss_wrecks_training(spirals, monkeypatch):
+    backward = bp.backward
+    monkeypatch.setattr(bp, "backward", lambda p, X, Y, A1, Z2, a="tanh": {
+        k: tf.cast(tf.shape(X)[0], X.dtype) * g for k, g in backward(p, X, Y, A1, Z2, a).items()})
+    accuracy, loss = train_net(spirals)
+    assert loss > 100 and accuracy < 0.75
+
+
+def test_exercise_relu_matches_tanh_and_sigmoid_is_slower(spirals):
+    tanh_accuracy, tanh_loss = train_net(spirals, "tanh")
+    relu_accuracy, _ = train_net(spirals, "relu")
+    _, sigmoid_loss = train_net(spirals, "sigmoid")
+    assert abs(relu_accuracy - tanh_accuracy) < 0.02
+    assert sigmoid_loss > 10 * tanh_loss
+
+
+def test_exercise_two_hidden_units_are_too_few_and_eight_enough(spirals):
+    assert train_net(spirals, hidden=2)[0] < 0.7
+    assert train_net(spirals, hidden=8)[0] > 0.99
+
+
+def test_exercise_float32_finite_differences_are_too_coarse(spirals):
+    _, _, X_train, Y_train = spirals
+    X, Y = X_train[:64], Y_train[:64]
+    params = bp.init_params(2, 32, 2, seed=42)
+    A1, Z2 = bp.forward(params, X)
+    grads = bp.backward(params, X, Y, A1, Z2)
+    p32 = {k: tf.cast(v, tf.float32) for k, v in params.items()}
+    errors = {h: max(bp.relative_error(grads[k], n[k]) for k in grads) for h in
+              (1e-6, 1e-4, 1e-3, 1e-2, 0.1) for n in [bp.numerical_gradients(
+                  p32, tf.cast(X, tf.float32), tf.cast(Y, tf.float32), h=h)]}
+    assert errors[1e-6] == pytest.approx(1.0, abs=0.01)
+    assert min(errors, key=errors.get) == 1e-2 and 1e-4 < errors[1e-2] < 1e-3
