@@ -32,6 +32,12 @@ def digits_pixels():
 
 
 # --- From scratch: int8 quantisation ----------------------------------------------------------
+def test_round_half_away_rounds_halves_as_tflite_does():
+    x = np.array([-2.5, -1.5, -0.5, -0.4, 0.0, 0.4, 0.5, 1.5, 2.5, 126.5])
+    np.testing.assert_array_equal(deploy.round_half_away(x),
+                                  [-3, -2, -1, 0, 0, 0, 1, 2, 3, 127])
+
+
 def test_quantize_weights_is_symmetric_per_channel():
     w = np.random.default_rng(0).normal(size=(3, 3, 2, 5)).astype(np.float32)
     w[..., 1] *= 10  # one channel with much larger weights gets its own, larger scale
@@ -46,7 +52,7 @@ def test_quantize_weights_is_symmetric_per_channel():
 @pytest.mark.parametrize("lo,hi,scale,zero_point", [
     (0.0, 16.0, 16 / 255, -128),  # the digits' raw pixels
     (0.0, 255.0, 1.0, -128),  # MNIST's
-    (-1.0, 1.0, 2 / 255, 0),
+    (-1.0, 1.0, 2 / 255, -1),  # -128 + 127.5 = -0.5: TFLite rounds it away from zero
     (2.0, 6.0, 6 / 255, -128),  # zero must stay representable: the range grows to [0, 6]
 ])
 def test_activation_params(lo, hi, scale, zero_point):
