@@ -79,6 +79,14 @@ def test_comparison_catches_a_wrong_cell(monkeypatch, kind, name, wrong):
     assert rnn.compare_with_keras(kind, x, units=4) > 1e-3
 
 
+def test_comparison_checks_any_unroll_and_a_wrong_shape_is_infinitely_wrong():
+    x = tf.constant(np.random.default_rng(2).normal(size=(3, 5, 2)), tf.float64)
+    assert rnn.compare_with_keras("simple_rnn", x, 4, unroll=rnn.simple_rnn) <= 1e-12
+    assert rnn.compare_with_keras("simple_rnn", x, 4,
+                                  unroll=rnn._simple_rnn_time_first) == float("inf")
+    assert rnn.max_abs_err((tf.zeros((2, 3)),), (tf.zeros((2, 3)), tf.zeros(2))) == float("inf")
+
+
 def test_input_gradient_norms_are_per_example_gradients():
     keras.utils.set_random_seed(0)
     x, y = rnn.make_memory_task(5, seed=0, time_steps=6)
