@@ -444,8 +444,9 @@ def _probe_with_gradient(f):
     return np.nan_to_num(np.concatenate([np.asarray(t) for t in _with_gradient(f, z)]))
 
 
-_PROBE_Z = tf.constant([[1.0, 2.0, 3.0], [1000.0, 0.0, -800.0]], DTYPE)  # (2, 3)
-_PROBE_Y = tf.constant([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]], DTYPE)
+# NumPy, not tensors: importing a chapter must not start TensorFlow (multi-worker needs that)
+_PROBE_Z = np.array([[1.0, 2.0, 3.0], [1000.0, 0.0, -800.0]])  # (2, 3)
+_PROBE_Y = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
 
 
 def _probe_backward(backward_):
@@ -469,7 +470,7 @@ EXERCISES = (
     exercises.Exercise(
         "softmax", prove_softmax, "subtract each row's maximum (axis=-1, keepdims=True), "
         "exponentiate, divide by the row's sum",
-        probe=lambda f: np.nan_to_num(np.asarray(f(_PROBE_Z))),
+        probe=lambda f: np.nan_to_num(np.asarray(f(tf.constant(_PROBE_Z, DTYPE)))),
         mistakes={"e^z overflows once z passes about 709: subtract the row's maximum first, "
                   "which leaves the softmax unchanged": softmax_naive,
                   "each row (one example) sums to 1: reduce over the classes, axis=-1, not "
@@ -477,13 +478,13 @@ EXERCISES = (
     exercises.Exercise(
         "log_softmax", prove_log_softmax, "with m the row maximum, log softmax(z) = (z − m) − "
         "log Σ e^(z − m): never take the log of a softmax",
-        probe=lambda f: np.nan_to_num(np.asarray(f(_PROBE_Z))),
+        probe=lambda f: np.nan_to_num(np.asarray(f(tf.constant(_PROBE_Z, DTYPE)))),
         mistakes={"log(softmax(z)) is log 0 = −inf once a probability rounds to 0: compute "
                   "(z − m) − log Σ e^(z − m) directly": _log_of_softmax}),
     exercises.Exercise(
         "cross_entropy_from_logits", prove_cross_entropy_from_logits, "sum Y · log_softmax(Z) "
         "over the classes, then take minus the mean over the examples",
-        probe=lambda f: f(_PROBE_Y, _PROBE_Z),
+        probe=lambda f: f(tf.constant(_PROBE_Y, DTYPE), tf.constant(_PROBE_Z, DTYPE)),
         mistakes={"the loss is a mean over the examples, not a sum: tf.reduce_mean over the "
                   "batch": _cross_entropy_summed,
                   "sum over the classes first, then average over the examples: a mean over "

@@ -360,18 +360,22 @@ def _limit_hessian_without_2(X):
     return stable_lr_limit(X) * 2
 
 
-_PROBE = _problem(6, 2, seed=0)  # X (6, 2), y (6,), θ (2,)
+def _probe():
+    """The probe problem, made when asked: importing a chapter must not start TensorFlow."""
+    return _problem(6, 2, seed=0)  # X (6, 2), y (6,), θ (2,)
+
+
 EXERCISES = (
     exercises.Exercise(
         "loss_fn", prove_loss_fn, "the residual Xθ − y is tf.linalg.matvec(X, theta) - y; "
         "J is the mean of its squares",
-        probe=lambda f: f(_PROBE[2], *_PROBE[:2]),
+        probe=lambda f: f(_probe()[2], *_probe()[:2]),
         mistakes={"J is a mean over the n examples: tf.reduce_mean, not tf.reduce_sum":
                   _loss_summed}),
     exercises.Exercise(
         "gradient", prove_gradient, "∇J(θ) = (2/n)·Xᵀ(Xθ − y); "
         "tf.linalg.matvec(X, r, transpose_a=True) computes Xᵀr",
-        probe=lambda f: f(_PROBE[2], *_PROBE[:2]),
+        probe=lambda f: f(_probe()[2], *_probe()[:2]),
         mistakes={"the derivative of r² is 2r: keep the 2 in (2/n)·Xᵀ(Xθ − y)":
                   _gradient_without_2,
                   "J is a mean, so its gradient is one too: divide Xᵀ(Xθ − y) by n":
@@ -403,7 +407,7 @@ EXERCISES = (
     exercises.Exercise(
         "stable_lr_limit", prove_stable_lr_limit, "the Hessian of J is H = (2/n)·XᵀX; return "
         "2 / its largest eigenvalue (tf.linalg.eigvalsh)",
-        probe=lambda f: f(_PROBE[0]),
+        probe=lambda f: f(_probe()[0]),
         mistakes={"gradient descent on a quadratic is stable for α < 2/λ_max, not 1/λ_max":
                   _limit_one_over_lambda,
                   "J = mean(r²) has the Hessian (2/n)·XᵀX: the 2 from the square stays":
