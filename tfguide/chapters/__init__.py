@@ -84,7 +84,7 @@ CHAPTERS: tuple[Chapter, ...] = (
         title="Backpropagation",
         summary="Activations, losses and a two-layer network's backward pass by hand, checked "
         "against GradientTape and finite differences; trained on two interleaved spirals",
-        ports="000 §3.2/§4.2, 001 §3.2/§4, 002 §3.1.1-3.1.2, 003 §4.1",
+        ports="000 §3.2/§4.2, 001 §3.2/§4, 002 §3.1.1-3.1.2/§3.2.2, 003 §4.1",
         data=("spirals",),
         quick_data="spirals",
         epochs=3000,  # gradient steps
@@ -154,9 +154,9 @@ CHAPTERS: tuple[Chapter, ...] = (
         ports="000 §2.3/§2.5/§4.5",
         data=("shakespeare",),  # or any NAME with --data-dir DIR holding NAME.txt (UTF-8)
         quick_data="shakespeare",
-        epochs=14,  # rounds of 50 training steps, each followed by validation
+        epochs=20,  # rounds of 50 training steps, each followed by validation
         batch_size=20,
-        learning_rate=5e-3,
+        learning_rate=3e-3,
         quick_epochs=6,
         options=(
             Option("--prompt", non_empty_text, "ROMEO:", "text the models continue"),
