@@ -105,9 +105,18 @@ def module_source(name: str) -> str:
     return Path(spec.origin).read_text(encoding="utf-8")
 
 
-def stubs(name: str, source: str, functions: Sequence[tuple[str, str]]
-          ) -> tuple[list[str], list[str], list[str]]:
-    """Return (imports, constants, one stub per function) for an exercise file or notebook.
+@dataclasses.dataclass(frozen=True)
+class Stubs:
+    """The pieces of an exercise file: what the functions need, the functions, what uses them."""
+
+    imports: list[str]
+    preamble: list[str]  # constants and classes the functions use
+    functions: list[str]  # one stub per exercise, in order
+    epilogue: list[str]  # constants that refer to the functions (e.g. a table of them)
+
+
+def stubs(name: str, source: str, functions: Sequence[tuple[str, str]]) -> Stubs:
+    """Cut chapter `name`'s `source` into an exercise file's pieces.
 
     A stub keeps the function's signature and docstring, its shape comments as a
     guide, and raises NotImplementedError with the hint.
@@ -118,17 +127,28 @@ def stubs(name: str, source: str, functions: Sequence[tuple[str, str]]
     missing = [f for f, _ in functions if f not in defined]
     if missing:
         raise KeyError(f"{name} declares exercises it does not define: {', '.join(missing)}")
-    used = {n.id for f, _ in functions for n in ast.walk(defined[f]) if isinstance(n, ast.Name)}
+    names = {f for f, _ in functions}
+    used = {n.id for f in names for n in ast.walk(defined[f]) if isinstance(n, ast.Name)}
 
     def bound(node) -> set[str]:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             return {(a.asname or a.name).split(".")[0] for a in node.names}
+        if isinstance(node, ast.ClassDef):
+            return {node.name}
         return {t.id for t in node.targets if isinstance(t, ast.Name)}
 
+    def refers(node) -> set[str]:
+        return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+    needed = [node for node in tree.body if isinstance(node, (ast.Assign, ast.ClassDef))
+              and bound(node) & used]
+    used |= {n for node in needed for n in refers(node)}  # what those need in turn
     imports = [ast.get_source_segment(source, node) for node in tree.body
                if isinstance(node, (ast.Import, ast.ImportFrom)) and bound(node) & used]
-    constants = [ast.get_source_segment(source, node) for node in tree.body
-                 if isinstance(node, ast.Assign) and bound(node) & used]
+    preamble = [ast.get_source_segment(source, node) for node in needed
+                if not refers(node) & names]
+    epilogue = [ast.get_source_segment(source, node) for node in needed
+                if refers(node) & names]
     out = []
     for function, hint in functions:
         node = defined[function]
@@ -141,23 +161,25 @@ def stubs(name: str, source: str, functions: Sequence[tuple[str, str]]
         out.append("\n".join([*lines[start - 1:end],
                               *_shape_guide(lines[end:node.end_lineno], indent),
                               f'{indent}raise NotImplementedError("{hint}")']))
-    return imports, constants, out
+    return Stubs(imports, preamble, out, epilogue)
 
 
 def scaffold(name: str, source: str, exercises: Sequence[Exercise | tuple[str, str]]) -> str:
     """Return the exercise file for chapter `name`, made from its module's `source`."""
     functions = [(e.function, e.hint) if isinstance(e, Exercise) else e for e in exercises]
-    imports, constants, functions_ = stubs(name, source, functions)
+    parts = stubs(name, source, functions)
     out = [f'"""Exercises for chapter {name}: write each function, then run',
            f"python -m tfguide check {name} (this file) to prove it the way the chapter does.",
            "",
            f"Made by `python -m tfguide exercise {name}` from tfguide/chapters/{name}.py;",
            f"the text, chapters/{name}.md, explains each function.",
-           '"""', "from __future__ import annotations", "", *imports]
-    if constants:
-        out += ["", *constants]
-    for stub in functions_:
+           '"""', "from __future__ import annotations", "", *parts.imports]
+    for block in parts.preamble:
+        out += ["", block]
+    for stub in parts.functions:
         out += ["", "", stub]
+    if parts.epilogue:
+        out += ["", "", *parts.epilogue]
     return "\n".join(out) + "\n"
 
 

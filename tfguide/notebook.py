@@ -185,7 +185,7 @@ def exercise_cells(name: str) -> list[tuple[str, str]]:
     if not declared:
         return []
     functions = [(f, hint or "see the text above") for f, hint in declared]
-    _, _, stubs = exercises.stubs(name, source, functions)
+    stubs = exercises.stubs(name, source, functions).functions
     cells = [("markdown", "Write each function in its cell (the chapter's own version is "
                           "defined above; yours replaces it here), then run the check below it: "
                           "it proves your function the way the chapter proves its own. "
