@@ -439,9 +439,11 @@ def _mha_keys_from_queries(x_q, x_kv, p, heads, mask=None):
     return multi_head_attention(x_q, x_q, p, heads, mask)
 
 
-_PROBE_Q, _PROBE_K, _PROBE_V = (_random((1, 2, 4, 3), seed) for seed in (11, 12, 13))
-_PROBE_P, _PROBE_X = init_mha(6, 2, 3, seed=3), _random((2, 4, 6), 14)
-_PROBE_XQ = _random((2, 6, 6), 15)  # a longer query sequence: cross-attention
+# Probe inputs are NumPy and become tensors when asked: importing a chapter starts no TensorFlow.
+_PROBE_Q, _PROBE_K, _PROBE_V = (np.random.default_rng(seed).normal(size=(1, 2, 4, 3))
+                                for seed in (11, 12, 13))
+_PROBE_X = np.random.default_rng(14).normal(size=(2, 4, 6))  # (batch, t, d_model)
+_PROBE_XQ = np.random.default_rng(15).normal(size=(2, 6, 6))  # longer: cross-attention
 NO_TRANSPOSE = ("after the reshape to (batch, t, heads, d), transpose to (batch, heads, t, d): "
                 "a reshape alone mixes positions and heads")
 EXERCISES = (
@@ -456,7 +458,8 @@ EXERCISES = (
     exercises.Exercise(
         "scaled_dot_product_attention", prove_sdpa, "scores = q·kᵀ/√d_k; masked scores to "
         "-1e9 before the softmax; weights = softmax over keys; return weights·v and weights",
-        probe=lambda f: f(_PROBE_Q, _PROBE_K, _PROBE_V, causal_mask(4))[1], mistakes={
+        probe=lambda f: f(*map(tf.constant, (_PROBE_Q, _PROBE_K, _PROBE_V)), causal_mask(4))[1],
+        mistakes={
             "divide the scores by √d_k before the softmax (d_k = the last axis of q)":
                 _sdpa_unscaled,
             "mask the scores before the softmax (set them to -1e9), so that every row of "
@@ -464,11 +467,12 @@ EXERCISES = (
     exercises.Exercise(
         "split_heads", prove_split_heads, "reshape (batch, t, heads·d) to (batch, t, heads, "
         "d), then transpose to (batch, heads, t, d)",
-        probe=lambda f: f(_PROBE_X, 2), mistakes={NO_TRANSPOSE: _split_heads_no_transpose}),
+        probe=lambda f: f(tf.constant(_PROBE_X), 2),
+        mistakes={NO_TRANSPOSE: _split_heads_no_transpose}),
     exercises.Exercise(
         "merge_heads", prove_merge_heads, "the inverse of split_heads: transpose to (batch, "
         "t, heads, d), then reshape to (batch, t, heads·d)",
-        probe=lambda f: f(split_heads(_PROBE_X, 2)),
+        probe=lambda f: f(split_heads(tf.constant(_PROBE_X), 2)),
         mistakes={"transpose (batch, heads, t, d) back to (batch, t, heads, d) before the "
                   "reshape: a reshape alone mixes positions and heads":
                   _merge_heads_no_transpose}),
@@ -476,7 +480,8 @@ EXERCISES = (
         "multi_head_attention", prove_multi_head_attention, "project q from x_q and k, v from "
         "x_kv (x @ W + b), split_heads, attend with the mask given one head axis, "
         "merge_heads, project with W_o and b_o",
-        probe=lambda f: f(_PROBE_XQ, _PROBE_X, _PROBE_P, 2)[0], mistakes={
+        probe=lambda f: f(tf.constant(_PROBE_XQ), tf.constant(_PROBE_X),
+                          init_mha(6, 2, 3, seed=3), 2)[0], mistakes={
             "project the merged heads with W_o and add b_o: Keras's layer ends with an "
             "output projection": _mha_no_output_projection,
             "keys and values come from x_kv, queries from x_q (they differ in "

@@ -368,20 +368,23 @@ def _recon_naive(x, logits):
     return ops.sum(ops.reshape(bce, (ops.shape(bce)[0], -1)), axis=-1)
 
 
-_PROBE_MU, _PROBE_LOG_VAR = _rng_rows(7, 2, 3)
-_PROBE_EPS = tf.constant(np.random.default_rng(8).standard_normal((2, 3)))
-_PROBE_X = tf.constant([[0.0, 0.5, 1.0, 0.25]], tf.float64)  # one image of four pixels
-_PROBE_LOGITS = tf.constant([[200.0, 1.0, -3.0, 0.5]], tf.float64)
+# Probe inputs are NumPy and become tensors when asked: importing a chapter starts no TensorFlow.
+_PROBE_MU = np.random.default_rng(7).normal(0, 1, (2, 3))  # (batch, latent)
+_PROBE_LOG_VAR = np.random.default_rng(8).normal(0, 0.7, (2, 3))
+_PROBE_EPS = np.random.default_rng(9).standard_normal((2, 3))
+_PROBE_X = np.array([[0.0, 0.5, 1.0, 0.25]])  # one image of four pixels
+_PROBE_LOGITS = np.array([[200.0, 1.0, -3.0, 0.5]])
 EXERCISES = (
     exercises.Exercise(
         "reparameterize", prove_reparameterize, "σ = exp(½·log σ²); return μ + σ·ε",
-        probe=lambda f: f(_PROBE_MU, _PROBE_LOG_VAR, _PROBE_EPS), mistakes={
+        probe=lambda f: f(*map(tf.constant, (_PROBE_MU, _PROBE_LOG_VAR, _PROBE_EPS))),
+        mistakes={
             "log_var is log σ², not log σ: σ = exp(½·log_var)": _reparameterize_log_sigma,
             "multiply ε by σ = exp(½·log_var), not by log_var itself": _reparameterize_variance}),
     exercises.Exercise(
         "kl_divergence", prove_kl_divergence, "−½·(1 + log σ² − μ² − σ²) per dimension, "
         "σ² = exp(log σ²); sum over the last axis",
-        probe=lambda f: f(_PROBE_MU, _PROBE_LOG_VAR), mistakes={
+        probe=lambda f: f(tf.constant(_PROBE_MU), tf.constant(_PROBE_LOG_VAR)), mistakes={
             "the KL term is −½·(1 + log σ² − μ² − σ²): mind the minus sign (a KL is never "
             "negative)": _kl_sign_flipped,
             "keep the ½ in −½·(1 + log σ² − μ² − σ²)": _kl_without_half,
@@ -389,7 +392,7 @@ EXERCISES = (
     exercises.Exercise(
         "reconstruction_loss", prove_reconstruction_loss, "per pixel relu(l) − l·x + "
         "log1p(exp(−|l|)); sum over every pixel of each image",
-        probe=lambda f: f(_PROBE_X, _PROBE_LOGITS), mistakes={
+        probe=lambda f: f(tf.constant(_PROBE_X), tf.constant(_PROBE_LOGITS)), mistakes={
             "sum the pixels' cross-entropies, do not average them: the ELBO is a sum over "
             "pixels": _recon_mean_over_pixels,
             "work from the logits: log(sigmoid(l)) and log(1 − sigmoid(l)) overflow to −inf "
