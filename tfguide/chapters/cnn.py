@@ -399,8 +399,9 @@ def _avg_pool2d_counting_pads(x, size=2, stride=None, padding="valid"):
     return tf.nn.avg_pool2d(x, size, stride, "VALID")  # divides by size², padding included
 
 
-_PROBE_X = tf.reshape(tf.range(-12.5, 12.5, dtype=tf.float64), (1, 5, 5, 1))  # odd size: uneven pad
-_PROBE_K = tf.constant([[1.0, 2.0], [-3.0, 0.5]], tf.float64)[:, :, None, None]  # not symmetric
+# NumPy, not tensors: importing a chapter must not start TensorFlow (multi-worker needs that)
+_PROBE_X = np.arange(-12.5, 12.5).reshape(1, 5, 5, 1)  # odd size: uneven 'same' padding
+_PROBE_K = np.array([[1.0, 2.0], [-3.0, 0.5]])[:, :, None, None]  # not symmetric
 EXTRA_AT_END = ("TensorFlow puts the extra row and column of 'same' padding at the end "
                 "(bottom and right): before = total // 2, after = total - total // 2")
 EXERCISES = (
@@ -412,24 +413,25 @@ EXERCISES = (
     exercises.Exercise(
         "pad", prove_pad, "'valid' returns x as it is; 'same' pads rows and columns by "
         "same_padding with tf.pad(..., constant_values=value)",
-        probe=lambda f: f(_PROBE_X, 2, 2, 2, "same"), mistakes={EXTRA_AT_END: _pad_extra_first}),
+        probe=lambda f: f(tf.constant(_PROBE_X), 2, 2, 2, "same"),
+        mistakes={EXTRA_AT_END: _pad_extra_first}),
     exercises.Exercise(
         "conv2d", prove_conv2d, "pad, then for each output position take the kh×kw×c_in "
         "patch at (i·stride, j·stride) and tf.tensordot it with the kernel over 3 axes",
-        probe=lambda f: f(_PROBE_X, _PROBE_K, 2, "same"),
+        probe=lambda f: f(tf.constant(_PROBE_X), tf.constant(_PROBE_K), 2, "same"),
         mistakes={EXTRA_AT_END: _conv2d_extra_first,
                   "tf.nn.conv2d slides the kernel as it is (a cross-correlation): do not flip "
                   "it": _conv2d_flipped}),
     exercises.Exercise(
         "max_pool2d", prove_max_pool2d, "pad with -inf (which never wins), then take "
         "tf.reduce_max over each size×size window",
-        probe=lambda f: f(_PROBE_X - 20.0, 2, 2, "same"),
+        probe=lambda f: f(tf.constant(_PROBE_X - 20.0), 2, 2, "same"),
         mistakes={"pad 'same' windows with -inf, not 0: a zero in the padding beats every "
                   "negative value": _max_pool2d_zero_pad}),
     exercises.Exercise(
         "avg_pool2d", prove_avg_pool2d, "sum each window of the zero-padded x and divide by "
         "the number of real pixels in it (pad a tensor of ones the same way to count them)",
-        probe=lambda f: f(_PROBE_X + 20.0, 2, 2, "same"),
+        probe=lambda f: f(tf.constant(_PROBE_X + 20.0), 2, 2, "same"),
         mistakes={"divide each 'same' window by its real pixels, not by size²: TensorFlow "
                   "leaves the padding out of the average": _avg_pool2d_counting_pads}),
 )
