@@ -354,21 +354,23 @@ def _lstm_no_cell_carry(x, W, U, b, h0=None, c0=None):
     return tf.stack(outputs, axis=1), h, c
 
 
-def _flat(outputs) -> np.ndarray:
-    """Every output of a cell or an unroll, flattened into one vector (for the probe)."""
+def _probe(fn, *arrays) -> np.ndarray:
+    """fn on the probe's arrays as float64 tensors; every output flattened into one vector."""
+    outputs = fn(*[tf.constant(a, tf.float64) for a in arrays])
     outputs = (outputs,) if tf.is_tensor(outputs) else outputs
     return np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in outputs])
 
 
+# NumPy, not tensors: importing a chapter must not start TensorFlow (multi-worker needs that)
 _RNG = np.random.default_rng(11)
-_PROBE_X = tf.constant(_RNG.normal(size=(2, 3, 2)))  # (batch, time, features): batch ≠ time
-_PROBE_RNN = [tf.constant(_RNG.normal(0, 0.5, s)) for s in ((2, 3), (3, 3), (3,))]
-_PROBE_LSTM = [tf.constant(_RNG.normal(0, 0.5, s)) for s in ((2, 12), (3, 12), (12,))]
-_PROBE_H0, _PROBE_C0 = (tf.constant(_RNG.normal(size=(2, 3))) for _ in range(2))
+_PROBE_X = _RNG.normal(size=(2, 3, 2))  # (batch, time, features): batch ≠ time
+_PROBE_RNN = [_RNG.normal(0, 0.5, s) for s in ((2, 3), (3, 3), (3,))]  # W_xh, W_hh, b
+_PROBE_LSTM = [_RNG.normal(0, 0.5, s) for s in ((2, 12), (3, 12), (12,))]  # W, U, b
+_PROBE_H0, _PROBE_C0 = (_RNG.normal(size=(2, 3)) for _ in range(2))  # (batch, units)
 EXERCISES = (
     exercises.Exercise(
         "rnn_step", prove_rnn_step, "one line: tf.tanh of x_t @ W_xh + h_prev @ W_hh + b",
-        probe=lambda f: _flat(f(_PROBE_X[:, 0], _PROBE_H0, *_PROBE_RNN)),
+        probe=lambda f: _probe(f, _PROBE_X[:, 0], _PROBE_H0, *_PROBE_RNN),
         mistakes={"tanh wraps the whole sum x_t W_xh + h_prev W_hh + b, not one term":
                       _rnn_step_tanh_on_input,
                   "multiply the state by W_hh as stored, h_prev @ W_hh, not by its transpose":
@@ -376,7 +378,7 @@ EXERCISES = (
     exercises.Exercise(
         "simple_rnn", prove_simple_rnn, "start from h0 (zeros when None), call rnn_step on "
         "x[:, t] for each t, keep every h, tf.stack them on axis 1",
-        probe=lambda f: _flat(f(_PROBE_X, *_PROBE_RNN, _PROBE_H0)),
+        probe=lambda f: _probe(f, _PROBE_X, *_PROBE_RNN, _PROBE_H0),
         mistakes={"carry the state: each step reads the h the step before returned, not h0":
                       _simple_rnn_no_carry,
                   "stack the states on axis 1: Keras's sequences are (batch, time, units)":
@@ -384,7 +386,7 @@ EXERCISES = (
     exercises.Exercise(
         "lstm_step", prove_lstm_step, "z = x_t @ W + h_prev @ U + b; split it in 4 (i, f, c, "
         "o); c = f·c_prev + i·tanh(z_c); h = o·tanh(c)",
-        probe=lambda f: _flat(f(_PROBE_X[:, 0], _PROBE_H0, _PROBE_C0, *_PROBE_LSTM)),
+        probe=lambda f: _probe(f, _PROBE_X[:, 0], _PROBE_H0, _PROBE_C0, *_PROBE_LSTM),
         mistakes={"Keras's four blocks are i, f, c, o: the first quarter is the input gate, "
                   "the second the forget gate": _lstm_step_gates_swapped,
                   "h = o · tanh(c): squash the cell before the output gate scales it":
@@ -392,7 +394,7 @@ EXERCISES = (
     exercises.Exercise(
         "lstm", prove_lstm, "like simple_rnn, but carry two states: h, c = lstm_step(x[:, t], "
         "h, c, W, U, b)",
-        probe=lambda f: _flat(f(_PROBE_X, *_PROBE_LSTM, _PROBE_H0, _PROBE_C0)),
+        probe=lambda f: _probe(f, _PROBE_X, *_PROBE_LSTM, _PROBE_H0, _PROBE_C0),
         mistakes={"lstm_step returns (h, c) in that order: h, c = lstm_step(...)":
                       _lstm_unpacked_c_h,
                   "carry the cell state too: each step reads the c the step before returned":
