@@ -1,4 +1,5 @@
 """Deploy: int8 quantisation by hand against TFLite; every artefact gives the model's answers."""
+import doctest
 import json
 import subprocess
 import sys
@@ -36,6 +37,16 @@ def test_round_half_away_rounds_halves_as_tflite_does():
     x = np.array([-2.5, -1.5, -0.5, -0.4, 0.0, 0.4, 0.5, 1.5, 2.5, 126.5])
     np.testing.assert_array_equal(deploy.round_half_away(x),
                                   [-3, -2, -1, 0, 0, 0, 1, 2, 3, 127])
+
+
+def test_the_texts_quantisation_example_is_what_the_code_prints():
+    text = (ROOT / "chapters" / "deploy.md").read_text(encoding="utf-8")
+    example = next(block for block in text.split("```") if ">>> q, scale" in block)
+    test = doctest.DocTestParser().get_doctest(example, {"np": np, **vars(deploy)},
+                                               "deploy.md", "chapters/deploy.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
 
 
 def test_quantize_weights_is_symmetric_per_channel():

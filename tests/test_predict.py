@@ -124,6 +124,19 @@ def test_border_rule_tells_every_shipped_digit_from_its_negative():
     assert all(predict.is_dark_on_light(1 - x) for x in images)
 
 
+def test_the_middle_instead_of_the_average_misjudges_some_digits_each_way():
+    """The text's claim about the equally plausible rule the chapter did not choose."""
+    def middle_rule(grey):  # border brighter than the middle half of the image
+        h, w = grey.shape
+        border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+        return border.mean() > grey[h // 4:h - h // 4, w // 4:w - w // 4].mean()
+
+    data = datasets.load("digits")
+    images = np.concatenate([data.x_train, data.x_test])[..., 0]  # (1797, 8, 8)
+    assert any(middle_rule(x) for x in images)
+    assert not all(middle_rule(1 - x) for x in images)
+
+
 def test_dark_on_light_files_are_inverted(tmp_path, digits):
     x = digits[0, ..., 0]  # (8, 8) light on dark
     same, inverted = (predict.read_image(save_png(tmp_path / name, image), (8, 8, 1))
