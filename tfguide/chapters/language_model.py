@@ -66,15 +66,13 @@ QUICK = GPTSize(context=32, d_model=64, heads=4, blocks=2)
 # CPU overrides), ported as is; and tfguide's recipe for the same model on a small CPU.
 NANOGPT = Recipe("nanoGPT CPU recipe", batch_size=12, peak_lr=1e-3, steps=2000, warmup=100,
                  min_lr=1e-4, steps_per_execution=1, eval_every=100)
-TFGUIDE = Recipe("tfguide CPU recipe", batch_size=20, peak_lr=5e-3, steps=700, warmup=30,
+TFGUIDE = Recipe("tfguide CPU recipe", batch_size=20, peak_lr=3e-3, steps=800, warmup=50,
                  min_lr=1e-4, steps_per_execution=25, eval_every=50)
 UNMASKED = Recipe("no causal mask", batch_size=64, peak_lr=5e-3, steps=150, warmup=10,
                   min_lr=5e-4, steps_per_execution=50, eval_every=150)
 UNMASKED_SIZE = dataclasses.replace(QUICK, blocks=1)  # one block is enough to learn to cheat
 
 
-# Code between [start:…]/[end:…] markers is shown in chapters/language_model.md; refresh the
-# text with python -m tfguide.excerpts chapters/language_model.md after editing it.
 # --- Prepare the data ---------------------------------------------------------------
 def read_corpus(name: str, data_dir: Path | None) -> tuple[str, str, str]:
     """Return (text, source, provenance): the shipped corpus, or DIR/NAME.txt a learner brings."""
@@ -111,6 +109,8 @@ def _shipped_text() -> str:
     return gzip.decompress(path.read_bytes()).decode("utf-8")
 
 
+# Code between [start:…]/[end:…] markers is shown in chapters/language_model.md; refresh the
+# text with python -m tfguide.excerpts chapters/language_model.md after editing it.
 # [start:vocab]
 class Vocabulary:
     """The characters of a text, numbered in sorted order: encode to ids, decode back."""
@@ -448,18 +448,21 @@ def shakespeare() -> tuple[Vocabulary, np.ndarray, np.ndarray]:
 
 
 def race(recipes: dict[str, Recipe], size: GPTSize, target: float, seed: int,
-         val_windows: int = 512) -> dict[str, dict]:
+         val_windows: int = 512, build=None) -> dict[str, dict]:
     """Train one GPT per recipe, taking turns, until each reaches `target` validation loss.
 
     Turns of `eval_every` steps alternate between the recipes, so both see the same machine
     load; the seconds count training only, not the validations between turns.
+    `build(make, *args)` builds each model (bench passes its `Runtime.build`).
     """
+    build = build or (lambda make, *args: make(*args))
     vocab, train, val = shakespeare()
     x_val, y_val = fixed_windows(val, size.context, val_windows)
     runs = {}
     for key, recipe in recipes.items():
         keras.utils.set_random_seed(seed)
-        runs[key] = (recipe, make_model("gpt", len(vocab), size, recipe), TrainClock(target),
+        model = build(make_model, "gpt", len(vocab), size, recipe)
+        runs[key] = (recipe, model, TrainClock(target),
                      random_windows(train, size.context, recipe.batch_size, seed))
     rounds = {key: int(1.25 * r.steps) // r.eval_every for key, (r, *_) in runs.items()}
     for turn in range(max(rounds.values())):
@@ -480,12 +483,12 @@ def describe(recipe: Recipe) -> str:
             f"steps_per_execution {recipe.steps_per_execution}")
 
 
-def bench_race(quick: bool, seed: int) -> dict:
+def bench_race(quick: bool, seed: int, build=None) -> dict:
     """nanoGPT's CPU recipe, ported to plain Keras, against tfguide's: time to a val_loss."""
     size, target = (QUICK, 2.40) if quick else (FULL, 1.90)
     rounds = chapters.get("language_model").quick_epochs  # what --quick trains
     ours = dataclasses.replace(TFGUIDE, steps=rounds * TFGUIDE.eval_every) if quick else TFGUIDE
-    result = race({"reference": NANOGPT, "tfguide": ours}, size, target, seed)
+    result = race({"reference": NANOGPT, "tfguide": ours}, size, target, seed, build=build)
     model = f"{size.blocks} blocks, {size.heads} heads, {size.d_model} wide, context {size.context}"
     return {"what": f"char GPT ({model}) on Tiny Shakespeare to val_loss <= {target:.2f}",
             "metric": "val_loss", "target": target, **result}
@@ -544,6 +547,9 @@ def fit_for(ex: Experiment, model: keras.Model, corpus: Corpus, recipe: Recipe, 
             seed: int, watchers: list, tag: str = "") -> None:
     """Train on random windows, validating on the fixed windows every recipe.eval_every steps."""
     context, callbacks = model.input_shape[1], ex.callbacks(tag) + watchers
+    warm_up = random_windows(corpus.train, context, recipe.batch_size, seed + 1)
+    model.fit(warm_up, epochs=1, steps_per_epoch=recipe.steps_per_execution,
+              verbose=0)  # an untimed first call traces the training step: clocks time training
     # [start:train]
     model.fit(random_windows(corpus.train, context, recipe.batch_size, seed),
               epochs=rounds, steps_per_epoch=recipe.eval_every,  # an "epoch" is one round
@@ -581,12 +587,14 @@ def evaluate(ex: Experiment, corpus: Corpus, gpt, lstm, clocks, size: GPTSize,
              recipe: Recipe) -> None:
     """Validation losses, the causal check, speed and size."""
     val_loss = gpt.evaluate(corpus.x_val, corpus.y_val, batch_size=256, verbose=0)
-    tokens = clocks["gpt"].steps * recipe.batch_size * size.context
+    clock = clocks["gpt"]
+    tokens = clock.steps * recipe.batch_size * size.context
     ex.log(val_loss=val_loss, val_bpc=bits_per_char(val_loss),
            lstm_val_loss=lstm.evaluate(corpus.x_val, corpus.y_val, batch_size=256, verbose=0),
            causal_max_change=causal_max_change(gpt, corpus.x_val[:16], size.context // 2,
                                                len(corpus.vocab)),
-           train_tokens_per_s=tokens / clocks["gpt"].train_s, train_s=clocks["gpt"].train_s,
+           train_tokens_per_s=tokens / clock.train_s,
+           train_s=clock.train_s,
            params=gpt.count_params(), lstm_params=lstm.count_params())
 
 
