@@ -345,15 +345,15 @@ def exercise_main(argv: Sequence[str]) -> None:
     except cli.UsageError as err:
         cli.fail(str(err), 2)
     try:
-        exercises = declared(name)
-        if not exercises:
+        functions = [f for f, _ in declared_in_source(module_source(name))]  # no TensorFlow
+        if not functions:
             cli.fail(f"{name} has no from-scratch function to write: its text says why", 2)
         path = write_scaffold(name, out, args.force)
     except FileExistsError as err:
         cli.fail(str(err), 2)
     except OSError as err:
         cli.fail(f"cannot write the exercise file in {out}: {err.strerror}", 2)
-    listed = ", ".join(e.function for e in exercises)
+    listed = ", ".join(functions)
     cli.say(f"wrote {path}: {listed}\nfill them in, then run: python -m tfguide check {name}"
             f"{'' if path == Path('exercises') / f'{name}.py' else f' {path}'}")
 
