@@ -92,6 +92,20 @@ def positive_float(text: str) -> float:
     return value
 
 
+def run_folder(text: str) -> str:
+    """Parse a run folder option (deploy's `--from`): an existing folder, or "latest"."""
+    if text != "latest" and not Path(text).expanduser().is_dir():
+        raise ValueError("an existing run folder (e.g. runs/cnn/<time>), or latest")
+    return text
+
+
+def non_empty_text(text: str) -> str:
+    """Accept any text that is not empty (for options such as --prompt)."""
+    if not text:
+        raise ValueError("a non-empty text")
+    return text
+
+
 def describe(check) -> str:
     """Say in words what a check accepts, for error messages."""
     return {

@@ -8,10 +8,9 @@ flags of its own, which the shared CLI turns into arguments.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Callable
 
-from tfguide.config import positive_int  # noqa: F401  (for chapter options)
+from tfguide.config import non_empty_text, positive_int, run_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,20 +48,6 @@ class Chapter:
     @property
     def module(self) -> str:
         return f"tfguide.chapters.{self.name}"
-
-
-def run_folder(text: str) -> str:
-    """Parse a run folder option (deploy's `--from`): an existing folder, or "latest"."""
-    if text != "latest" and not Path(text).expanduser().is_dir():
-        raise ValueError("an existing run folder (e.g. runs/cnn/<time>), or latest")
-    return text
-
-
-def non_empty_text(text: str) -> str:
-    """Accept any text that is not empty (for options such as --prompt)."""
-    if not text:
-        raise ValueError("a non-empty text")
-    return text
 
 
 CHAPTERS: tuple[Chapter, ...] = (
