@@ -251,6 +251,18 @@ def test_the_lstm_is_sized_like_the_gpt():
     assert gpt.count_params() == pytest.approx(0.81e6, rel=0.02), "nanoGPT's CPU model"
 
 
+def test_tracing_untimed_leaves_the_model_and_optimizer_untouched():
+    keras.utils.set_random_seed(0)
+    model = lm.make_model("gpt", 11, TINY, lm.TFGUIDE)
+    ids = np.random.default_rng(0).integers(0, 11, 2000).astype(np.int32)
+    model(ids[None, :TINY.context])  # build
+    before = [w.copy() for w in model.get_weights()]
+    lm.trace_untimed(model, lm.random_windows(ids, TINY.context, 4, seed=0))
+    assert all((a == b).all() for a, b in zip(before, model.get_weights()))
+    assert int(model.optimizer.iterations) == 0, "the schedule starts at step 0"
+    assert model.train_function is not None, "the training step is traced"
+
+
 def test_the_race_times_a_recipe_to_its_target():
     fast = lm.Recipe("fast", batch_size=16, peak_lr=1e-2, steps=40, warmup=5, min_lr=1e-3,
                      steps_per_execution=1, eval_every=20)

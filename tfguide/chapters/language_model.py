@@ -386,6 +386,20 @@ class TrainClock(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def trace_untimed(model: keras.Model, stream: tf.data.Dataset) -> None:
+    """Run one compiled call of training steps and undo it: the step is traced, nothing learned.
+
+    The first call of `fit` traces the training step into a graph (seconds, more for a loop
+    of steps_per_execution steps); doing it here keeps that out of the training clocks.
+    """
+    weights = model.get_weights()
+    model.fit(stream, epochs=1, steps_per_epoch=model.steps_per_execution, verbose=0)
+    model.set_weights(weights)
+    for v in model.optimizer.variables:  # step count, Adam's moments: back to a fresh start
+        if not v.path.endswith("learning_rate"):
+            v.assign(ops.zeros_like(v))
+
+
 class SampleAsItLearns(keras.callbacks.Callback):
     """Write a short sample after some rounds of training, to see what the model knows."""
 
@@ -452,7 +466,8 @@ def race(recipes: dict[str, Recipe], size: GPTSize, target: float, seed: int,
     """Train one GPT per recipe, taking turns, until each reaches `target` validation loss.
 
     Turns of `eval_every` steps alternate between the recipes, so both see the same machine
-    load; the seconds count training only, not the validations between turns.
+    load; the seconds count training only: not the tracing of each model's training step
+    (`trace_untimed`), nor the validations between turns.
     `build(make, *args)` builds each model (bench passes its `Runtime.build`).
     """
     build = build or (lambda make, *args: make(*args))
@@ -462,6 +477,7 @@ def race(recipes: dict[str, Recipe], size: GPTSize, target: float, seed: int,
     for key, recipe in recipes.items():
         keras.utils.set_random_seed(seed)
         model = build(make_model, "gpt", len(vocab), size, recipe)
+        trace_untimed(model, random_windows(train, size.context, recipe.batch_size, seed + 1))
         runs[key] = (recipe, model, TrainClock(target),
                      random_windows(train, size.context, recipe.batch_size, seed))
     rounds = {key: int(1.25 * r.steps) // r.eval_every for key, (r, *_) in runs.items()}
@@ -547,9 +563,7 @@ def fit_for(ex: Experiment, model: keras.Model, corpus: Corpus, recipe: Recipe, 
             seed: int, watchers: list, tag: str = "") -> None:
     """Train on random windows, validating on the fixed windows every recipe.eval_every steps."""
     context, callbacks = model.input_shape[1], ex.callbacks(tag) + watchers
-    warm_up = random_windows(corpus.train, context, recipe.batch_size, seed + 1)
-    model.fit(warm_up, epochs=1, steps_per_epoch=recipe.steps_per_execution,
-              verbose=0)  # an untimed first call traces the training step: clocks time training
+    trace_untimed(model, random_windows(corpus.train, context, recipe.batch_size, seed + 1))
     # [start:train]
     model.fit(random_windows(corpus.train, context, recipe.batch_size, seed),
               epochs=rounds, steps_per_epoch=recipe.eval_every,  # an "epoch" is one round
