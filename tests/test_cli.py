@@ -374,3 +374,15 @@ def test_an_error_line_escapes_control_characters(capsys):
         cli.fail("no such file: evil\nname\x1b[31m", 2)
     err = capsys.readouterr().err
     assert err == "tfguide: error: no such file: evil\\nname\\x1b[31m\n"
+
+
+def test_a_chapter_may_take_data_the_learner_brings(tmp_path):
+    brings = next(c for c in chapters.CHAPTERS if c.brought_data)
+    fixed = next(c for c in chapters.CHAPTERS if not c.brought_data and c.data[0] == "mnist")
+    assert cli.parse(brings.name, ["--data", "sonnets", "--data-dir", str(tmp_path)]).data == \
+        "sonnets"
+    for argv in (["--data", "sonnets"], ["--data", "../up", "--data-dir", str(tmp_path)]):
+        with pytest.raises(cli.UsageError, match="with --data-dir DIR holding"):
+            cli.parse(brings.name, argv)
+    with pytest.raises(cli.UsageError, match="--data must be one of mnist"):
+        cli.parse(fixed.name, ["--data", "sonnets", "--data-dir", str(tmp_path)])

@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import signal
 import sys
 import types
@@ -104,6 +105,8 @@ def build_parser(chapter: chapters.Chapter, prog: str | None = None) -> Parser:
     add("--learning-rate", metavar="X", help=f"learning rate (default {chapter.learning_rate:g})")
     add("--seed", metavar="N", default="42", help="random seed (default 42)")
     add("--data", metavar="NAME", help="data set: " + ", ".join(chapter.data)
+        + (f", or your own NAME with --data-dir DIR holding {chapter.brought_data}"
+           if chapter.brought_data else "")
         + f" (default {chapter.data[0]}, --quick {chapter.quick_data})")
     add("--data-dir", metavar="DIR", help="folder with data files (.npz or MNIST-style IDX .gz); "
         "default $TFGUIDE_DATA_DIR")
@@ -183,6 +186,19 @@ def _data_dir(args: argparse.Namespace) -> Path | None:
     return None
 
 
+def _data_name(chapter: chapters.Chapter, args: argparse.Namespace) -> str:
+    """Return the data set to use: a known one, or one the learner brings in --data-dir."""
+    if args.data is None:
+        return chapter.quick_data if args.quick else chapter.data[0]
+    if args.data in chapter.data or not chapter.brought_data:
+        return choice("--data", args.data, chapter.data)
+    if args.data_dir is None or not re.fullmatch(r"\w[\w.-]*", args.data):
+        raise bad_value("--data", args.data, f"one of {', '.join(chapter.data)}, or a name NAME "
+                        f"(letters, digits, . _ -) with --data-dir DIR holding "
+                        f"{chapter.brought_data}")
+    return args.data
+
+
 def parse(name: str, argv: Sequence[str] | None = None) -> Config:
     """Parse and validate a chapter's command line into a `Config`.
 
@@ -207,8 +223,7 @@ def parse(name: str, argv: Sequence[str] | None = None) -> Config:
     learning_rate = pick(args.learning_rate, config.positive_float, "--learning-rate",
                          chapter.learning_rate)
     seed = check("--seed", args.seed, config.seed)
-    data = choice("--data", args.data if args.data is not None
-                  else (chapter.quick_data if quick else chapter.data[0]), chapter.data)
+    data = _data_name(chapter, args)
     strategy = choice("--strategy", args.strategy, config.STRATEGIES)
     if strategy == "multiworker":
         _check_tf_config()

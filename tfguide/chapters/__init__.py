@@ -44,6 +44,7 @@ class Chapter:
     quick_epochs: int
     options: tuple[Option, ...] = ()
     quick_batch_size: int | None = None  # --batch-size under --quick; None: as the full run
+    brought_data: str = ""  # what `--data NAME --data-dir DIR` may also name, e.g. "DIR/NAME.txt"
 
     @property
     def module(self) -> str:
@@ -137,7 +138,8 @@ CHAPTERS: tuple[Chapter, ...] = (
         "causal mask and sampling with temperature from scratch; beside an LSTM given the same "
         "seconds, and raced against nanoGPT's recipe",
         ports="000 §2.3/§2.5/§4.5",
-        data=("shakespeare",),  # or any NAME with --data-dir DIR holding NAME.txt (UTF-8)
+        data=("shakespeare",),
+        brought_data="DIR/NAME.txt, a UTF-8 text",
         quick_data="shakespeare",
         epochs=20,  # rounds of 50 training steps, each followed by validation
         batch_size=20,
