@@ -709,17 +709,23 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+def open_tab(browser) -> str:
+    """Open a blank tab that reports page, script, log and network events; return its session."""
+    target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+    session = browser.send("Target.attachToTarget",
+                           {"targetId": target, "flatten": True})["sessionId"]
+    for domain in ("Page", "Runtime", "Log", "Network"):
+        browser.send(f"{domain}.enable", session=session)
+    return session
+
+
 @pytest.mark.skipif(find_chromium() is None, reason="no Chromium installed (Debian: apt-get "
                     "install chromium; or set TFGUIDE_CHROMIUM to a Chrome/Chromium binary)")
 def test_pages_load_in_headless_chromium(site, tmp_path):
     out, index = site
     browser = Chromium(find_chromium(), tmp_path / "profile")
     try:
-        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = browser.send("Target.attachToTarget",
-                               {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            browser.send(f"{domain}.enable", session=session)
+        session = open_tab(browser)
         browser.send("Emulation.setDeviceMetricsOverride", {
             "width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
             session=session)
@@ -797,11 +803,7 @@ def test_hostile_names_run_no_script_in_chromium(tmp_path, base, one_chapter):
     index = book.build(tmp_path / "book", tmp_path / "runs", note=pytest.fail)
     browser = Chromium(find_chromium(), tmp_path / "profile")
     try:
-        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = browser.send("Target.attachToTarget",
-                               {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            browser.send(f"{domain}.enable", session=session)
+        session = open_tab(browser)
         page = (index.parent / f"{FIRST}.html").resolve()
         browser.send("Page.navigate", {"url": page.as_uri()}, session=session)
         browser.wait_for("Page.loadEventFired", session)
