@@ -112,8 +112,10 @@ def test_a_learner_text_is_read_split_and_recorded(tmp_path):
     assert corpus.vocab.decode(corpus.train[:6]) == "ALICE:"
     assert len(corpus.train) == int(0.9 * len(text))
     assert ex.data_info["source"] == "data-dir" and ex.data_info["name"] == "mytext"
-    with pytest.raises(cli.UsageError, match="--prompt has characters .*: 'MR'"):
-        lm.prompt_ids(corpus, "ROMEO:")
+    with pytest.raises(cli.UsageError, match="--prompt has characters .*: 'JTU'"):
+        lm.prompt_ids(corpus, "JULIET:")  # asked for: refused
+    ids, prompt = lm.prompt_ids(corpus, "ROMEO:")  # the default: the text's own start instead
+    assert prompt == "ALICE:" and corpus.vocab.decode(ids) == "ALICE:"
 
 
 def test_a_text_too_short_for_one_window_is_refused(tmp_path):
@@ -185,6 +187,12 @@ def test_padding_after_the_text_cannot_change_the_next_character_logits():
     padded[:, 3:] = 0  # what generate() does with a 3-character prompt
     np.testing.assert_allclose(model.predict_on_batch(window)[:, 2],
                                model.predict_on_batch(padded)[:, 2], atol=1e-6)
+
+
+def test_the_causal_mask_is_the_lower_triangle_keras_uses():
+    np.testing.assert_array_equal(lm.causal_mask(4), np.tril(np.ones((4, 4), bool)))
+    assert lm.prove_causal_mask(lm.causal_mask).passed
+    assert not lm.prove_causal_mask(lambda t: np.ones((t, t), bool)).passed  # no mask at all
 
 
 # --- Sampling ---------------------------------------------------------------------------
