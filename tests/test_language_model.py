@@ -168,6 +168,33 @@ def test_the_baselines_on_shakespeare_match_the_published_numbers(shakespeare):
     assert lm.bigram_loss(train, val, len(vocab)) == pytest.approx(2.48, abs=0.01)
 
 
+def ngram_loss(train: np.ndarray, val: np.ndarray, v: int, n: int, alpha: float) -> float:
+    """Cross-entropy of p(c | the n - 1 before it) by counting, add-alpha smoothing."""
+    def contexts(ids):  # each context of n - 1 ids as one integer
+        return sum(ids[i:len(ids) - n + 1 + i].astype(np.int64) * v ** (n - 2 - i)
+                   for i in range(n - 1))
+
+    def count(keys, of):  # how often each of `of` occurs among `keys`
+        seen, counts = np.unique(keys, return_counts=True)
+        at = np.minimum(np.searchsorted(seen, of), len(seen) - 1)
+        return np.where(seen[at] == of, counts[at], 0)
+
+    train_ctx, val_ctx = contexts(train), contexts(val)
+    pairs = count(train_ctx * v + train[n - 1:], val_ctx * v + val[n - 1:])
+    return float(-np.mean(np.log((pairs + alpha) / (count(train_ctx, val_ctx) + alpha * v))))
+
+
+def test_the_exercise_on_counting_longer_contexts_gets_the_numbers_the_text_states(shakespeare):
+    vocab, train, val = shakespeare
+    v = len(vocab)
+    assert ngram_loss(train, val, v, 2, 1.0) == pytest.approx(lm.bigram_loss(train, val, v))
+    stated = {(3, 1.0): 2.068, (3, 0.1): 2.046, (4, 1.0): 1.953, (4, 0.1): 1.784, (5, 1.0): 2.174}
+    for (n, alpha), loss in stated.items():
+        assert ngram_loss(train, val, v, n, alpha) == pytest.approx(loss, abs=5e-4), (n, alpha)
+    leaked = lm.bigram_loss(np.concatenate([train, val]), val, v)
+    assert leaked == pytest.approx(2.447, abs=5e-4)
+
+
 # --- The causal mask --------------------------------------------------------------------
 def test_a_causal_gpt_never_looks_ahead_and_the_check_catches_one_that_does():
     keras.utils.set_random_seed(0)
