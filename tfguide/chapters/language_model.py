@@ -525,9 +525,9 @@ def _ids(n: int, vocab_size: int, seed: int, skew: float = 0.0) -> np.ndarray:
     return np.random.default_rng(seed).choice(vocab_size, n, p=p / p.sum()).astype(np.int32)
 
 
-# (train, val, vocab): ids the training text never uses, skewed text, a tiny text
-_TEXTS = ((_ids(500, 7, 0), _ids(200, 7, 1), 9), (_ids(3000, 30, 2, 0.2), _ids(400, 30, 3, 0.2),
-                                                  30), (_ids(12, 4, 4), _ids(6, 4, 5), 4))
+_TEXTS = ((_ids(500, 7, 0), _ids(200, 7, 1), 9),  # (train, val, vocab): ids 7, 8 never occur
+          (_ids(3000, 30, 2, 0.2), _ids(400, 30, 3, 0.2), 30),  # skewed: pairs repeat often
+          (_ids(12, 4, 4), _ids(6, 4, 5), 4))  # a tiny text
 
 
 def prove_bigram_counts(bigram_counts_fn) -> exercises.Proof:
@@ -662,7 +662,7 @@ def _sample_times_temperature(logits, temperature, top_k=None, seed=None):
 
 
 def _sample_top_k_minus_one(logits, temperature, top_k=None, seed=None):
-    return sample_next(logits, temperature, top_k and top_k - 1 or top_k, seed)
+    return sample_next(logits, temperature, None if top_k is None else top_k - 1, seed)
 
 
 def _sample_top_k_unnormalised(logits, temperature, top_k=None, seed=None):
