@@ -125,4 +125,6 @@ def format_metric(value: Any) -> str:
         if size >= 1e6 or size < 1e-3:
             return f"{value:.3e}"
         return f"{value:,.1f}" if size >= 100 else f"{value:.4f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     return str(value)

@@ -144,9 +144,15 @@ class Experiment:
 
     # --- Metrics and results ---------------------------------------------------------
     def log(self, **metrics: float) -> None:
-        """Record metrics as plain floats (NaN/inf are kept and shown as such)."""
+        """Record metrics as plain numbers: counts stay whole, the rest become floats.
+
+        NaN and inf are kept and shown as such.
+        """
         for name, value in metrics.items():
-            self.metrics[name] = float(json_value(value)) if not isinstance(value, str) else value
+            value = json_value(value)
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                value = float(value)
+            self.metrics[name] = value
 
     def write_results(self, status: str = "ok", error: str | None = None) -> Path:
         """Write `results.json` with metrics, config, runtime, data and timing."""
@@ -240,7 +246,7 @@ def summary(run_dir: Path) -> str:
                  f"{'s' if rt['replicas'] != 1 else ''})")
     if data:
         lines.append(f"  data     {data['name']} ({data['source']}): "
-                     f"{data['train']} train, {data['test']} test")
+                     f"{data['train']:,} train, {data['test']:,} test")
     figures = [f for f in r["files"] if f.startswith("figures/")]
     others = [f for f in r["files"] if not f.startswith("figures/")] + ["results.json"]
     lines.append(f"  files    {run_dir}/")
