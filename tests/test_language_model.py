@@ -114,7 +114,9 @@ def test_a_learner_text_is_read_split_and_recorded(tmp_path):
     assert ex.data_info["source"] == "data-dir" and ex.data_info["name"] == "mytext"
     with pytest.raises(cli.UsageError, match="--prompt has characters .*: 'JTU'"):
         lm.prompt_ids(corpus, "JULIET:")  # asked for: refused
-    ids, prompt = lm.prompt_ids(corpus, "ROMEO:")  # the default: the text's own start instead
+    with pytest.raises(cli.UsageError, match="--prompt has characters .*: 'MR'"):
+        lm.prompt_ids(corpus, "ROMEO:")  # asked for explicitly: refused too
+    ids, prompt = lm.prompt_ids(corpus, None)  # no --prompt: the text's own start instead
     assert prompt == "ALICE:" and corpus.vocab.decode(ids) == "ALICE:"
 
 

@@ -124,8 +124,9 @@ def build_parser(chapter: chapters.Chapter, prog: str | None = None) -> Parser:
     add("--show", action="store_true", help="open the figures in windows at the end")
     add("--text", action="store_true", help="print the chapter text and exit")
     add("-v", "--verbose", action="store_true", help="let TensorFlow's own logs through")
-    for option in chapter.options:
-        add(option.flag, metavar="VALUE", help=f"{option.help} (default {option.default})")
+    for option in chapter.options:  # a default of None: the help says what happens
+        shown = "" if option.default is None else f" (default {option.default})"
+        add(option.flag, metavar="VALUE", help=option.help + shown)
     return p
 
 

@@ -146,7 +146,8 @@ CHAPTERS: tuple[Chapter, ...] = (
         learning_rate=3e-3,
         quick_epochs=6,
         options=(
-            Option("--prompt", non_empty_text, "ROMEO:", "text the models continue"),
+            Option("--prompt", non_empty_text, None, "text the models continue (default: "
+                   "ROMEO: if the text has those characters, else its own first line)"),
             Option("--sample-length", positive_int, 300, "characters to generate per sample",
                    quick_default=120),
         ),

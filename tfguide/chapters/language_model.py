@@ -791,20 +791,24 @@ def prepare_data(ex: Experiment, cfg: Config, size: GPTSize) -> Corpus:
     return Corpus(text, vocab, train, val, x_val, y_val)
 
 
-def prompt_ids(corpus: Corpus, prompt: str) -> tuple[np.ndarray, str]:
+DEFAULT_PROMPT = "ROMEO:"  # a speaker's name and a colon, as the plays are laid out
+
+
+def prompt_ids(corpus: Corpus, prompt: str | None) -> tuple[np.ndarray, str]:
     """Encode the prompt; refuse a --prompt with characters the text lacks, in one line.
 
-    The default prompt (a speaker of Shakespeare's) gives way to the text's own first
-    characters when a learner's text lacks its characters.
+    With no --prompt (None), a speaker of Shakespeare's, or, when a learner's text lacks
+    its characters, the text's own first characters.
     """
+    if prompt is None:
+        prompt = DEFAULT_PROMPT
+        missing = sorted(set(prompt) - set(corpus.vocab.chars))
+        if missing:
+            prompt = corpus.text[:16].split("\n")[0] or corpus.text[:1]
+            print(f"The text has no {''.join(missing)!r}: the samples continue its first "
+                  f"characters, {prompt!r}, instead of {DEFAULT_PROMPT!r}")
     unknown = sorted(set(prompt) - set(corpus.vocab.chars))
-    default = next(o.default for o in chapters.get("language_model").options
-                   if o.flag == "--prompt")
-    if unknown and prompt == default:
-        prompt = corpus.text[:16].split("\n")[0] or corpus.text[:1]
-        print(f"The text has no {''.join(unknown)!r}: the samples continue its first "
-              f"characters, {prompt!r}, instead of {default!r}")
-    elif unknown:
+    if unknown:
         raise cli.UsageError(f"--prompt has characters that are not in the text's vocabulary: "
                              f"{''.join(unknown)!r}. Received: --prompt={prompt!r}")
     return corpus.vocab.encode(prompt), prompt
