@@ -128,13 +128,17 @@ def test_a_bare_key_is_a_metric_unless_it_is_the_records_own(tmp_path, monkeypat
     (tmp_path / "results" / "demo.json").write_text(
         '{"metrics": {"loss": 0.25, "date": 1.0}, "wall_s": 4.56, "date": "2026-11-25"}')
     (tmp_path / "results" / "demo.full.json").write_text('{"metrics": {}, "wall_s": 42.0}')
+    (tmp_path / "results" / "demo.race.json").write_text('{"ratio": 0.68, "tfguide": {"steps": 750}}')
     monkeypatch.setattr(resources, "texts_dir", lambda: tmp_path)
     text = ("<!-- result: loss -->?<!-- /result --> <!-- result: wall_s | .1f -->?<!-- /result --> "
             "<!-- result: date -->?<!-- /result --> <!-- result: full:wall_s | .0f -->?<!-- /result -->"
-            " <!-- result: metrics.date -->?<!-- /result -->")
+            " <!-- result: metrics.date -->?<!-- /result --> <!-- result: race:ratio | .2f -->?"
+            "<!-- /result --> <!-- result: race:tfguide.steps | int -->?<!-- /result -->")
     filled = record.sync("demo", text)
     values = [v for v in re.findall(r"-->([^<]*)<!-- /result", filled)]
-    assert values == ["0.2500", "4.6", "2026-11-25", "42", "1.0000"]
+    assert values == ["0.2500", "4.6", "2026-11-25", "42", "1.0000", "0.68", "750"]
+    with pytest.raises(KeyError, match="prefix must be full: or race:"):
+        record.sync("demo", "<!-- result: fast:loss -->?<!-- /result -->")
 
 
 def test_importing_the_chapters_does_not_start_tensorflow():

@@ -17,7 +17,8 @@ record) fills it in:
 The key is a dotted path into the record (`data.train`, `config.epochs`); a
 bare name means `metrics.NAME`, except the record's own `wall_s`, `date`,
 `machine` and `command`; `full:` reads the full
-run's record. After `|` comes a format: `pct` (98.61%), `int` (1,295), or a
+run's record and `race:` the chapter's bench race (`record NAME --race`). After `|`
+comes a format: `pct` (98.61%), `int` (1,295), or a
 Python format spec (`.3f`, `.2e`); the default is the summary table's.
 
 The tests run every chapter's quick run and `compare` its metrics with the
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import os
 import platform
@@ -100,11 +102,14 @@ def figures_dir(name: str) -> Path:
     return resources.texts_dir() / "figures" / name
 
 
-def record_path(name: str, full: bool = False) -> Path:
-    return results_dir() / f"{name}{'.full' if full else ''}.json"
+KINDS = {False: "", True: ".full", "race": ".race"}  # the quick run, the full run, a bench race
 
 
-def load(name: str, full: bool = False) -> dict:
+def record_path(name: str, full: bool | str = False) -> Path:
+    return results_dir() / f"{name}{KINDS[full]}.json"
+
+
+def load(name: str, full: bool | str = False) -> dict:
     """Return chapter `name`'s recorded run (FileNotFoundError if never recorded)."""
     return json.loads(record_path(name, full).read_text(encoding="utf-8"))
 
@@ -158,19 +163,41 @@ def write_record(name: str, run_dir: Path, command: str, full: bool = False) -> 
     return path
 
 
+def write_race(name: str) -> Path | None:
+    """Run chapter `name`'s full bench race and record it (None if it declares no race)."""
+    from tfguide import bench, runtime  # imports TensorFlow
+    from tfguide.config import Config
+
+    if not hasattr(importlib.import_module(chapters.get(name).module), "bench_race"):
+        return None
+    rt = runtime.configure(Config(chapter=name))
+    race = bench.chapter_race(name, quick=False, seed=0, build=rt.build)
+    ref, ours = race["reference"]["seconds"], race["tfguide"]["seconds"]
+    payload = {"chapter": name, "command": f"python -m tfguide bench --chapters {name}",
+               **race, "ratio": ours / ref if ref and ours else None,
+               "date": dt.date.today().isoformat(), "machine": machine()}
+    path = record_path(name, "race")
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
 # --- Filling a text -----------------------------------------------------------------------------
 def lookup(name: str, key: str, records: dict[bool, dict]) -> Any:
     """Return the value a marker's `key` names in chapter `name`'s records."""
-    full = key.startswith("full:")
-    path = key.removeprefix("full:").split(".")
+    prefix, _, rest = key.partition(":") if ":" in key else ("", "", key)
+    full = {"": False, "full": True, "race": "race"}.get(prefix)
+    if full is None:
+        raise KeyError(f"chapters/{name}.md quotes {key!r}: the prefix must be full: or race:")
+    path = rest.split(".")
     if full not in records:
         try:
             records[full] = load(name, full)
         except FileNotFoundError:
             raise KeyError(f"{record_path(name, full)} does not exist: run "
-                           f"python -m tfguide record {name}{' --full' if full else ''}") from None
+                           f"python -m tfguide record {name}"
+                           f"{ {False: '', True: ' --full', 'race': ' --race'}[full] }") from None
     value = records[full]
-    if len(path) == 1 and path[0] not in TOP_LEVEL:  # a bare name is a metric
+    if len(path) == 1 and path[0] not in TOP_LEVEL and full != "race":  # a bare name: a metric
         path = ["metrics", *path]
     for part in path:
         if not isinstance(value, dict) or part not in value:
@@ -224,6 +251,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
                    "Record a chapter's reference run and fill its text's numbers from it.")
     p.add_argument("name", nargs="?", help="a chapter name, or `all`")
     p.add_argument("--full", action="store_true", help="record the full run (slow), not --quick")
+    p.add_argument("--race", action="store_true",
+                   help="record the chapter's bench race (its recipe against a reference recipe)")
     p.add_argument("--sync", action="store_true",
                    help="only refresh the texts' numbers from the existing records")
     args = p.parse_args(list(argv))
@@ -242,7 +271,11 @@ def main(argv: Sequence[str]) -> None:
         cli.fail(str(err), 2)
     names = list(chapters.BY_NAME) if args.name == "all" else [args.name]
     for name in names:
-        if not args.sync:
+        if args.race:
+            path = write_race(name)
+            if path is not None:
+                print(f"recorded {path.relative_to(resources.texts_dir().parent)}")
+        elif not args.sync:
             flags = [] if args.full else ["--quick"]
             command = f"python -m tfguide.chapters.{name} {' '.join(flags)}".strip()
             with tempfile.TemporaryDirectory(prefix="tfguide-record-") as out:
