@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 from tfguide import chapters, cli, resources
 from tfguide.config import format_metric
-from tfguide.notebook import replace_file, writable_folder
+from tfguide.notebook import replace_file
 
 EXTRA_HINT = ('the book needs the "book" extra: pip install -e ".[book]" (in a checkout) '
               'or pip install "tfguide[book]"')
@@ -651,7 +651,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         runs = _runs_folder(args.runs)
         _markdown()
-        out = writable_folder("--out", args.out)
+        out = cli.writable_folder("--out", args.out)
         index = build(out, runs, args.force)
     except (cli.UsageError, Conflict) as err:
         cli.fail(str(err), 2)

@@ -86,6 +86,16 @@ def output_folder(flag: str, text: str) -> Path:
                          f"missing), but {err}. Received: {flag}={text}") from None
 
 
+def writable_folder(flag: str, text: str) -> Path:
+    """Return `text` as a folder this user can write in, made if missing (notebook, book)."""
+    if not text:
+        raise bad_value(flag, repr(text), "a folder name (it is created if missing)")
+    try:
+        return paths.make_folder(Path(text))
+    except paths.PathError as err:
+        raise bad_value(flag, text, f"a folder you can write in ({err})") from None
+
+
 def existing_folder(flag: str, text: str) -> Path:
     """Return `text` as a folder that must already exist."""
     path = Path(text).expanduser()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import ast
 import base64
-import errno
 import hashlib
 import json
 import os
@@ -327,28 +326,6 @@ def write(name: str, out: Path, force: bool = False) -> Path:
     return path
 
 
-def writable_folder(flag: str, text: str) -> Path:
-    """Return `text` as a folder this user can write in, made if missing.
-
-    Raises:
-        cli.UsageError: one line saying why not (a file in the way, no permission, a name
-            too long for the file system, ...).
-    """
-    try:
-        path = cli.output_folder(flag, text)
-        path.mkdir(parents=True, exist_ok=True)
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "permission denied")
-    except OSError as err:
-        why = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-               errno.EROFS: "the file system is read-only",
-               errno.ENAMETOOLONG: "the name is too long for the file system",
-               errno.ENOTDIR: "a part of the path is a file",
-               errno.ENOENT: "a folder cannot be made there"}.get(err.errno, err.strerror)
-        raise cli.bad_value(flag, text, f"a folder you can write in ({why})") from None
-    return path
-
-
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """Parse and validate `notebook NAME|all [--out DIR] [--force]`."""
     parser = cli.Parser("python -m tfguide notebook", "Write a chapter as a Jupyter notebook.")
@@ -377,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     names = list(chapters.BY_NAME) if args.name == "all" else [args.name]
     try:
         _nbformat()
-        out = writable_folder("--out", args.out)
+        out = cli.writable_folder("--out", args.out)
         for name in names:  # refuse before writing any
             check_target(out / f"{name}.ipynb", args.force)
         for name in names:

@@ -58,6 +58,22 @@ def check_output_folder(path: Path) -> Path:
     return path
 
 
+def make_folder(path: Path) -> Path:
+    """Create `path` (and its parents) if missing; check this user can write in it.
+
+    Raises:
+        PathError: why not (a file in the way, no permission, a name too long, ...).
+    """
+    path = check_output_folder(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "permission denied")
+    except OSError as err:
+        raise PathError(_why(err)) from None
+    return path
+
+
 def make_run_dir(out: Path, name: str) -> Path:
     """Create and return a new folder `out/<name>/<YYYYmmdd-HHMMSS>[-n]`.
 
