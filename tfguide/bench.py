@@ -148,6 +148,22 @@ def synthetic_images(shape: tuple[int, ...], n: int, classes: int, seed: int):
             rng.integers(0, classes, size=n).astype("int32"))
 
 
+def image_workload(name: str, make: Callable, quick: bool, seed: int,
+                   labels: bool = True) -> Workload:
+    """Chapter `name`'s image model on random MNIST-shaped images, with its batch size.
+
+    Args:
+        make: `make(shape, learning_rate)` builds and compiles the model.
+        labels: False for a model that trains on the images alone (the VAE).
+    """
+    defaults = chapters.get(name)
+    shape = (28, 28, 1)
+    x, y = synthetic_images(shape, 4096 if quick else 16384, 10, seed)
+    return Workload(build=lambda: make(shape, defaults.learning_rate), x=x,
+                    y=y if labels else None, batch_size=defaults.batch_size,
+                    note=f"build_model({shape}) on {len(x)} random MNIST-shaped images")
+
+
 def _chapter_module(name: str):
     return importlib.import_module(chapters.get(name).module)
 

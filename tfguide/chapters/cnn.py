@@ -220,12 +220,8 @@ def evaluate_model(model: keras.Model, test_ds, x_test: np.ndarray, batch_size: 
 # --- What others borrow: bench -------------------------------------------------------
 def bench_workload(quick: bool, seed: int) -> bench.Workload:
     """The CNN on random MNIST-shaped images, for `python -m tfguide bench`."""
-    defaults = chapters.get("cnn")
-    shape = (28, 28, 1)
-    x, y = bench.synthetic_images(shape, 4096 if quick else 16384, 10, seed)
-    return bench.Workload(build=lambda: compile_model(shape, 10, defaults.learning_rate), x=x,
-                          y=y, batch_size=defaults.batch_size,
-                          note=f"build_model({shape}) on {len(x)} random MNIST-shaped images")
+    return bench.image_workload("cnn", lambda shape, lr: compile_model(shape, 10, lr),
+                                quick, seed)
 
 
 def _epochs_to_target(model: keras.Model, fit_args: dict, test: tuple, target: float,

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from tfguide import bench, chapters, cli, datasets, exercises, plotting
+from tfguide import bench, cli, datasets, exercises, plotting
 from tfguide.config import Config
 from tfguide.results import Experiment
 
@@ -117,12 +117,8 @@ def evaluate_model(model: keras.Model, x_test, y_test):
 # --- What others borrow: bench -------------------------------------------------------
 def bench_workload(quick: bool, seed: int) -> bench.Workload:
     """The MLP on random MNIST-shaped images, for `python -m tfguide bench`."""
-    defaults = chapters.get("mlp")
-    shape = (28, 28, 1)
-    x, y = bench.synthetic_images(shape, 4096 if quick else 16384, 10, seed)
-    return bench.Workload(build=lambda: compile_model(shape, 10, defaults.learning_rate), x=x,
-                          y=y, batch_size=defaults.batch_size,
-                          note=f"build_model({shape}) on {len(x)} random MNIST-shaped images")
+    return bench.image_workload("mlp", lambda shape, lr: compile_model(shape, 10, lr),
+                                quick, seed)
 
 
 # --- What others borrow: exercises (python -m tfguide exercise mlp, check mlp) ---------

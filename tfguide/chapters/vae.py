@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras import layers, ops
 from matplotlib.figure import Figure
 
-from tfguide import bench, chapters, cli, datasets, exercises, plotting
+from tfguide import bench, cli, datasets, exercises, plotting
 from tfguide.config import Config
 from tfguide.results import Experiment
 
@@ -237,12 +237,8 @@ def evaluate_vae(vae: VAE, test_ds, x_test: np.ndarray):
 
 def bench_workload(quick: bool, seed: int) -> bench.Workload:
     """The VAE on random MNIST-shaped images, for `python -m tfguide bench`."""
-    defaults = chapters.get("vae")
-    shape = (28, 28, 1)
-    x, _ = bench.synthetic_images(shape, 4096 if quick else 16384, 10, seed)
-    return bench.Workload(build=lambda: compile_vae(shape, 2, defaults.learning_rate, seed),
-                          x=x, y=None, batch_size=defaults.batch_size,
-                          note=f"build_model({shape}) on {len(x)} random MNIST-shaped images")
+    return bench.image_workload("vae", lambda shape, lr: compile_vae(shape, 2, lr, seed),
+                                quick, seed, labels=False)
 
 
 # --- What others borrow: exercises (python -m tfguide exercise vae, check vae) -------------
