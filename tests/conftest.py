@@ -79,6 +79,15 @@ def quick_run(tmp_path_factory):
     return run
 
 
+def exit_status(main, *args: str) -> int:
+    """Run a command's `main(argv)` in this process; return its exit status (0 if it returns)."""
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
     """Build a chapter's Config through the real command-line parser."""

@@ -24,6 +24,7 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 import pytest
 
 from tfguide import book, chapters, cli, resources
+from tests.conftest import exit_status
 
 pytest.importorskip("markdown_it", reason='the book needs the "book" extra')
 pytest.importorskip("pygments", reason='the book needs the "book" extra')
@@ -474,11 +475,7 @@ def test_a_rebuild_removes_only_what_the_book_wrote(tmp_path, base, one_chapter)
 
 
 def run_main(*args):
-    try:
-        book.main(list(args))
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
+    return exit_status(book.main, *args)
 
 
 def test_a_page_you_changed_is_kept_unless_forced(tmp_path, one_chapter, capsys):

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tfguide import chapters, excerpts, notebook, resources
+from tests.conftest import exit_status
 
 nbformat = pytest.importorskip("nbformat", reason='notebooks need the "notebook" extra')
 
@@ -169,11 +170,7 @@ def test_quick_path_executes_in_a_kernel(tmp_path, monkeypatch):
 # --- Never losing what you wrote ------------------------------------------------------
 def write_cli(*args):
     """Run `notebook ARGS` in this process; return its exit status."""
-    try:
-        notebook.main(list(args))
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
+    return exit_status(notebook.main, *args)
 
 
 def edit_source(nb):
