@@ -295,29 +295,41 @@ def check_environment() -> None:
                          f"KERAS_BACKEND=tensorflow")
 
 
-def run_chapter(name: str, argv: Sequence[str] = (), run: Callable[[Config], dict] | None = None,
-                run_dir: Path | None = None) -> tuple[dict, Path]:
+def prepare(cfg: Config) -> Config:
+    """Check the environment and make the run's folder: `cfg` ready to run.
+
+    Raises:
+        UsageError: an `--out` where no run folder can be made.
+        SetupError: an environment tfguide cannot run in.
+    """
+    check_environment()
+    try:
+        run_dir = paths.make_run_dir(cfg.out, cfg.chapter)
+    except paths.PathError as err:
+        raise UsageError(f"--out cannot be used: {err}. Received: --out={cfg.out}") from None
+    return dataclasses.replace(cfg, run_dir=run_dir)
+
+
+def run_chapter(name: str, argv: Sequence[str] = (), run: Callable[[Config], dict] | None = None
+                ) -> tuple[dict, Path]:
     """Run chapter `name` as its command line `argv` asks; return (metrics, run folder).
 
-    The one recipe for running a chapter: parse and validate `argv`, make a new
-    run folder under `--out` (or use `run_dir`), call the chapter module's
+    The one recipe for running a chapter: parse and validate `argv`, `prepare`
+    (environment, a new run folder under `--out`), call the chapter module's
     `run(cfg)` (or `run`).
 
     Raises:
         UsageError: a bad argument, or an `--out` where no run folder can be made.
         SetupError: an environment tfguide cannot run in.
     """
-    cfg = parse(name, argv)
-    check_environment()
-    if run_dir is None:
-        try:
-            run_dir = paths.make_run_dir(cfg.out, name)
-        except paths.PathError as err:
-            raise UsageError(f"--out cannot be used: {err}. Received: --out={cfg.out}") from None
-    cfg = dataclasses.replace(cfg, run_dir=run_dir)
+    cfg = prepare(parse(name, argv))
+    return _run(cfg, run), cfg.run_dir
+
+
+def _run(cfg: Config, run: Callable[[Config], dict] | None) -> dict:
     if run is None:
-        run = importlib.import_module(chapters.get(name).module).run
-    return run(cfg), cfg.run_dir
+        run = importlib.import_module(chapters.get(cfg.chapter).module).run
+    return run(cfg)
 
 
 def _print_text(name: str) -> None:
@@ -349,19 +361,17 @@ def main(module_name: str, run: Callable[[Config], dict] | None = None,
         if "--text" in argv:
             _print_text(name)
             return
-        check_environment()
-        run_dir = paths.make_run_dir(cfg.out, name)
+        cfg = prepare(cfg)
     except UsageError as err:
         fail(str(err), 2)
-    except paths.PathError as err:
-        fail(f"--out cannot be used: {err}. Received: --out={cfg.out}", 2)
     except SetupError as err:
         fail(str(err), 1)
+    run_dir = cfg.run_dir
     signal.signal(signal.SIGTERM, _terminate)
     try:
         from tfguide import datasets, distributed, results, runtime  # imports TensorFlow
 
-        run_chapter(name, argv, run, run_dir)
+        _run(cfg, run)
     except (runtime.DeviceError, UsageError) as err:
         fail(str(err), 2)
     except (datasets.DataError, SetupError, distributed.WorkerError) as err:
