@@ -53,13 +53,6 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _local_only)
 
 
-def run_quick(module, tmp_path_factory, *flags: str):
-    """Run a chapter module's `run()` on its --quick config; return (metrics, run folder)."""
-    name = module.__name__.rsplit(".", 1)[-1]
-    out = tmp_path_factory.mktemp(name)
-    return cli.run_chapter(name, ["--quick", "--out", str(out), *flags])
-
-
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
     """`quick_run(NAME, *flags) -> (metrics, run folder)`: each chapter's --quick run, once.

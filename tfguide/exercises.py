@@ -164,9 +164,12 @@ def stubs(name: str, source: str, functions: Sequence[tuple[str, str]]) -> Stubs
     return Stubs(imports, preamble, out, epilogue)
 
 
-def scaffold(name: str, source: str, exercises: Sequence[Exercise | tuple[str, str]]) -> str:
-    """Return the exercise file for chapter `name`, made from its module's `source`."""
-    functions = [(e.function, e.hint) if isinstance(e, Exercise) else e for e in exercises]
+def scaffold(name: str, source: str, functions: Sequence[tuple[str, str]]) -> str:
+    """Return the exercise file for chapter `name`, made from its module's `source`.
+
+    Args:
+        functions: (function, hint) of each exercise, in order.
+    """
     parts = stubs(name, source, functions)
     out = [f'"""Exercises for chapter {name}: write each function, then run',
            f"python -m tfguide check {name} (this file) to prove it the way the chapter does.",
