@@ -300,11 +300,36 @@ def test_tracing_untimed_leaves_the_model_and_optimizer_untouched():
     assert model.train_function is not None, "the training step is traced"
 
 
+def test_warmup_hold_cooldown_takes_the_values_the_text_states():
+    schedule = lm.WarmupHoldCooldown(3e-3, 50, 320, 800)  # TFGUIDE's
+    steps = [0, 25, 50, 480, 640, 800, 900]
+    got = [float(schedule(step)) for step in steps]
+    np.testing.assert_allclose(got, [0, 1.5e-3, 3e-3, 3e-3, 1.5e-3, 0, 0], atol=1e-9)
+    floor = lm.WarmupHoldCooldown(1.0, 10, 10, 100, floor=0.1)
+    assert float(floor(95)) == pytest.approx(0.55) and float(floor(200)) == pytest.approx(0.1)
+    again = lm.WarmupHoldCooldown.from_config(schedule.get_config())
+    assert [float(again(step)) for step in steps] == got
+
+
+@pytest.mark.parametrize("recipe,schedule", [
+    (lm.TFGUIDE, lm.WarmupHoldCooldown),
+    (lm.NANOGPT, keras.optimizers.schedules.CosineDecay),
+])
+def test_each_recipe_compiles_its_own_schedule_and_xla_choice(recipe, schedule):
+    model = lm.make_model("gpt", 11, TINY, recipe)
+    assert model.jit_compile is recipe.jit
+    compiled = keras.optimizers.schedules.deserialize(model.optimizer.get_config()["learning_rate"])
+    assert isinstance(compiled, schedule)
+    assert float(compiled(recipe.warmup)) == pytest.approx(recipe.peak_lr)
+    assert float(compiled(recipe.steps)) == pytest.approx(recipe.min_lr, abs=1e-9)
+
+
 def test_the_race_times_a_recipe_to_its_target():
     fast = lm.Recipe("fast", batch_size=16, peak_lr=1e-2, steps=40, warmup=5, min_lr=1e-3,
                      steps_per_execution=1, eval_every=20)
     result = lm.race({"fast": fast}, TINY, target=3.6, seed=0, val_windows=32)["fast"]
     assert result["seconds"] > 0 and result["steps"] in (20, 40) and result["value"] <= 3.6
+    assert result["characters"] == result["steps"] * 16 * TINY.context
     assert "batch 16, AdamW peak 0.01" in result["recipe"]
 
 

@@ -1,4 +1,5 @@
 """Runtime: strategies, precision policy, seeds, XLA choice."""
+import dataclasses
 import subprocess
 import sys
 
@@ -67,6 +68,31 @@ def test_two_seeded_runs_give_identical_results(make_cfg):
 ])
 def test_jit_auto_never_turns_xla_on_for_cpu(mode, device, strategy, expected):
     assert runtime._resolve_jit(mode, device, strategy) is expected
+
+
+def _compiled(jit):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse", jit_compile=jit)
+    return model
+
+
+@pytest.mark.parametrize("flags,chapter_choice,expected", [
+    ((), None, False),  # auto on the CPU: off
+    ((), True, True),  # ... unless the chapter measured that XLA pays for this model
+    (("--jit", "off"), True, False),  # the user's word wins
+    (("--jit", "on"), False, True),
+    (("deterministic",), True, False),  # XLA and op determinism do not mix
+    (("--strategy", "mirrored"), True, False),  # one device only
+])
+def test_build_keeps_a_chapters_xla_choice_only_under_auto(make_cfg, flags, chapter_choice,
+                                                           expected):
+    if "mirrored" in flags and not LOGICAL_CPUS:
+        pytest.skip("could not split the CPU into two devices")
+    rt = runtime.configure(make_cfg("gradient_descent", *[f for f in flags if f != "deterministic"]))
+    if "deterministic" in flags:  # as --deterministic would, without making this process so
+        rt = dataclasses.replace(rt, deterministic=True)
+    model = rt.build(_compiled, bool(chapter_choice), jit=chapter_choice)
+    assert model.jit_compile is expected
 
 
 def test_runtime_record(make_cfg):

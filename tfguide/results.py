@@ -241,6 +241,8 @@ def summary(run_dir: Path) -> str:
     lines += [f"  {name:<{width}}  {format_metric(value)}" for name, value in r["metrics"].items()]
     lines.append("-" * (width + 16))
     jit = "on" if rt["jit"] else "off"
+    if rt.get("jit_mode") == "auto":  # a chapter may still compile a model with XLA
+        jit = f"auto ({jit})"
     lines.append(f"  runtime  {rt['device']}, {rt['precision']}, jit {jit}, "
                  f"strategy {rt['strategy']} ({rt['replicas']} replica"
                  f"{'s' if rt['replicas'] != 1 else ''})")

@@ -37,6 +37,7 @@ class Runtime:
     devices: tuple[str, ...]  # the devices the strategy computes on
     precision: str  # the Keras dtype policy: "float32" or "mixed_float16"
     jit: bool  # pass as `jit_compile=` to compile() / tf.function
+    jit_mode: str  # what --jit asked: "auto" lets a chapter keep XLA where it measured a gain
     deterministic: bool
     seed: int
 
@@ -44,7 +45,8 @@ class Runtime:
     def replicas(self) -> int:
         return self.strategy.num_replicas_in_sync
 
-    def build(self, make: Callable[..., keras.Model], *args, **kwargs) -> keras.Model:
+    def build(self, make: Callable[..., keras.Model], *args, jit: bool | None = None,
+              **kwargs) -> keras.Model:
         """Build and compile a model the way this run asks, and return it.
 
         Calls `make(*args, **kwargs)`, a chapter's function that builds and
@@ -52,16 +54,26 @@ class Runtime:
         choice (`--jit`); and under `--strategy multiworker` routes the model's
         `fit`, `evaluate` and `predict` through `tfguide.distributed`, so the
         chapter calls them as plain Keras whatever the strategy.
+
+        Args:
+            jit: the chapter's own XLA choice for this model, where it measured
+                one; `--jit auto` keeps it on a single device without op
+                determinism, and `--jit on|off` overrides it. None: the run's choice.
         """
         with self.strategy.scope():
             model = make(*args, **kwargs)
         if getattr(model, "compiled", False):
-            model.jit_compile = self.jit
+            model.jit_compile = self.jit if jit is None or not self.chapter_may_choose_jit else jit
         if self.strategy_name == "multiworker":
             from tfguide import distributed
 
             distributed.route(model, self.strategy)
         return model
+
+    @property
+    def chapter_may_choose_jit(self) -> bool:
+        """Whether a chapter's measured XLA choice stands: --jit auto, one device, no determinism."""
+        return self.jit_mode == "auto" and self.strategy_name == "one" and not self.deterministic
 
     def to_dict(self) -> dict:
         """Return what results.json records about the runtime."""
@@ -70,6 +82,7 @@ class Runtime:
             "devices": list(self.devices),
             "precision": self.precision,
             "jit": self.jit,
+            "jit_mode": self.jit_mode,
             "strategy": self.strategy_name,
             "replicas": self.replicas,
             "deterministic": self.deterministic,
@@ -148,7 +161,8 @@ def _make_strategy(name: str, device: str) -> tuple[str, tf.distribute.Strategy]
 
 
 def _resolve_jit(mode: str, device: str, strategy_name: str) -> bool:
-    if mode == "auto":  # XLA pays off on GPUs; on CPU it is many times slower
+    if mode == "auto":  # XLA pays off on GPUs; on CPU it is often slower (build's jit= can
+        # keep it for a model whose chapter measured a gain)
         return device == "gpu" and strategy_name == "one"
     return mode == "on"
 
@@ -178,6 +192,7 @@ def configure(cfg: Config) -> Runtime:
         devices=devices,
         precision=policy,
         jit=_resolve_jit(cfg.jit, device, strategy_name),
+        jit_mode=cfg.jit,
         deterministic=cfg.deterministic,
         seed=cfg.seed,
     )

@@ -141,10 +141,10 @@ CHAPTERS: tuple[Chapter, ...] = (
         data=("shakespeare",),
         brought_data="DIR/NAME.txt, a UTF-8 text",
         quick_data="shakespeare",
-        epochs=20,  # rounds of 50 training steps, each followed by validation
-        batch_size=20,
+        epochs=48,  # rounds of 25 training steps, each followed by validation
+        batch_size=16,
         learning_rate=3e-3,
-        quick_epochs=6,
+        quick_epochs=16,
         options=(
             Option("--prompt", non_empty_text, None, "text the models continue (default: "
                    "ROMEO: if the text has those characters, else its own first line)"),

@@ -48,16 +48,19 @@ class GPTSize:
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """How to train: batch, AdamW with warm-up and cosine decay, steps per execution."""
+    """How to train: batch, AdamW's learning-rate schedule, steps per execution, XLA."""
 
     name: str
     batch_size: int
     peak_lr: float
-    steps: int  # where the cosine schedule ends
+    steps: int  # where the schedule ends
     warmup: int
     min_lr: float
+    cooldown: float = 0.0  # 0: a cosine after the warm-up; else hold the peak, then fall
+    #                        linearly to min_lr over this last fraction of the steps
     steps_per_execution: int = 1
     eval_every: int = 100  # steps between validations (one Keras "epoch")
+    jit: bool = False  # compile the training step with XLA (jit_compile)
 
 
 FULL = GPTSize()  # nanoGPT's CPU model: 4 layers, 4 heads, 128 wide, context 64
@@ -66,8 +69,8 @@ QUICK = GPTSize(context=32, d_model=64, heads=4, blocks=2)
 # CPU overrides), ported as is; and tfguide's recipe for the same model on a small CPU.
 NANOGPT = Recipe("nanoGPT CPU recipe", batch_size=12, peak_lr=1e-3, steps=2000, warmup=100,
                  min_lr=1e-4, steps_per_execution=1, eval_every=100)
-TFGUIDE = Recipe("tfguide CPU recipe", batch_size=20, peak_lr=3e-3, steps=800, warmup=50,
-                 min_lr=1e-4, steps_per_execution=25, eval_every=50)
+TFGUIDE = Recipe("tfguide CPU recipe", batch_size=16, peak_lr=3e-3, steps=800, warmup=50,
+                 min_lr=0.0, cooldown=0.4, steps_per_execution=25, eval_every=25, jit=True)
 UNMASKED = Recipe("no causal mask", batch_size=64, peak_lr=5e-3, steps=150, warmup=10,
                   min_lr=5e-4, steps_per_execution=50, eval_every=150)
 UNMASKED_SIZE = dataclasses.replace(QUICK, blocks=1)  # one block is enough to learn to cheat
@@ -335,17 +338,43 @@ def lstm_units(vocab_size: int, size: GPTSize, params: int) -> int:
     return max(8, round((-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)))
 
 
+# [start:schedule]
+@keras.saving.register_keras_serializable(package="tfguide")
+class WarmupHoldCooldown(keras.optimizers.schedules.LearningRateSchedule):
+    """Rise linearly to `peak`, hold it, then fall linearly to `floor` over the last steps."""
+
+    def __init__(self, peak: float, warmup: int, cooldown: int, end: int, floor: float = 0.0):
+        self.peak, self.warmup, self.cooldown, self.end, self.floor = (
+            peak, warmup, cooldown, end, floor)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        rise = self.peak * step / self.warmup
+        left = ops.clip((self.end - step) / self.cooldown, 0.0, 1.0)  # 1 while holding, 0 at end
+        return ops.where(step < self.warmup, rise, self.floor + (self.peak - self.floor) * left)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup": self.warmup, "cooldown": self.cooldown,
+                "end": self.end, "floor": self.floor}
+# [end:schedule]
+
+
 # [start:compile]
 def compile_for(model: keras.Model, recipe: Recipe) -> keras.Model:
-    """AdamW with linear warm-up, cosine decay and gradient clipping, as nanoGPT trains."""
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0, warmup_target=recipe.peak_lr, warmup_steps=recipe.warmup,
-        decay_steps=recipe.steps - recipe.warmup, alpha=recipe.min_lr / recipe.peak_lr)
+    """AdamW with a warm-up, a decay and gradient clipping, as nanoGPT trains."""
+    if recipe.cooldown:
+        schedule = WarmupHoldCooldown(recipe.peak_lr, recipe.warmup,
+                                      round(recipe.cooldown * recipe.steps), recipe.steps,
+                                      recipe.min_lr)
+    else:  # nanoGPT's: a cosine from the end of the warm-up down to min_lr
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0, warmup_target=recipe.peak_lr, warmup_steps=recipe.warmup,
+            decay_steps=recipe.steps - recipe.warmup, alpha=recipe.min_lr / recipe.peak_lr)
     optimizer = keras.optimizers.AdamW(schedule, beta_2=0.99, weight_decay=0.1, clipnorm=1.0)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])  # matrices only
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  steps_per_execution=recipe.steps_per_execution)
+                  steps_per_execution=recipe.steps_per_execution, jit_compile=recipe.jit)
     return model
 # [end:compile]
 
@@ -394,18 +423,32 @@ class TrainClock(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def trace_untimed(model: keras.Model, stream: tf.data.Dataset) -> None:
-    """Run one compiled call of training steps and undo it: the step is traced, nothing learned.
+def trace_untimed(model: keras.Model, stream: tf.data.Dataset, calls: int = 1,
+                  callbacks: tuple = ()) -> None:
+    """Run compiled calls of training steps and undo them: the step is traced, nothing learned.
 
     The first call of `fit` traces the training step into a graph (seconds, more for a loop
     of steps_per_execution steps); doing it here keeps that out of the training clocks.
     """
     weights = model.get_weights()
-    model.fit(stream, epochs=1, steps_per_epoch=model.steps_per_execution, verbose=0)
+    model.fit(stream, epochs=1, steps_per_epoch=calls * model.steps_per_execution,
+              callbacks=list(callbacks), verbose=0)
     model.set_weights(weights)
     for v in model.optimizer.variables:  # step count, Adam's moments: back to a fresh start
         if not v.path.endswith("learning_rate"):
             v.assign(ops.zeros_like(v))
+
+
+def steps_in(seconds: float, model: keras.Model, stream: tf.data.Dataset) -> int:
+    """How many training steps `model` runs in `seconds`, timed between compiled calls.
+
+    The calls are undone, so the model is left as it was, its training step traced.
+    """
+    ends = []  # when each compiled call of steps_per_execution steps returned
+    stamp = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: ends.append(time.perf_counter()))
+    trace_untimed(model, stream, calls=3, callbacks=(stamp,))  # the first call traces
+    return round(seconds * 2 * model.steps_per_execution / (ends[-1] - ends[0]))
 
 
 class SampleAsItLearns(keras.callbacks.Callback):
@@ -478,13 +521,13 @@ def race(recipes: dict[str, Recipe], size: GPTSize, target: float, seed: int,
     (`trace_untimed`), nor the validations between turns.
     `build(make, *args)` builds each model (bench passes its `Runtime.build`).
     """
-    build = build or (lambda make, *args: make(*args))
+    build = build or (lambda make, *args, jit=None: make(*args))
     vocab, train, val = shakespeare()
     x_val, y_val = fixed_windows(val, size.context, val_windows)
     runs = {}
     for key, recipe in recipes.items():
         keras.utils.set_random_seed(seed)
-        model = build(make_model, "gpt", len(vocab), size, recipe)
+        model = build(make_model, "gpt", len(vocab), size, recipe, jit=recipe.jit)
         trace_untimed(model, random_windows(train, size.context, recipe.batch_size, seed + 1))
         runs[key] = (recipe, model, TrainClock(target),
                      random_windows(train, size.context, recipe.batch_size, seed))
@@ -498,13 +541,19 @@ def race(recipes: dict[str, Recipe], size: GPTSize, target: float, seed: int,
     return {key: {"recipe": describe(recipe),
                   "seconds": clock.reached[0] if clock.reached else None,
                   "steps": clock.reached[1] if clock.reached else None,
+                  "characters": clock.reached[1] * recipe.batch_size * size.context
+                  if clock.reached else None,
                   "value": clock.val_loss[-1]} for key, (recipe, _, clock, _) in runs.items()}
 
 
 def describe(recipe: Recipe) -> str:
+    """One line: the recipe's batch, schedule, steps per execution and XLA."""
+    decay = (f"hold, then linear to {recipe.min_lr:g} over the last "
+             f"{round(recipe.cooldown * recipe.steps)}" if recipe.cooldown
+             else f"cosine to {recipe.min_lr:g}")
     return (f"batch {recipe.batch_size}, AdamW peak {recipe.peak_lr:g}, warm-up {recipe.warmup}"
-            f" + cosine to {recipe.min_lr:g} over {recipe.steps} steps, "
-            f"steps_per_execution {recipe.steps_per_execution}")
+            f" + {decay} of {recipe.steps} steps, steps_per_execution "
+            f"{recipe.steps_per_execution}" + (", XLA" if recipe.jit else ""))
 
 
 def bench_race(quick: bool, seed: int, build=None) -> dict:
@@ -840,18 +889,24 @@ def train_models(ex: Experiment, cfg: Config, corpus: Corpus, size: GPTSize, rec
                  prompt: np.ndarray):
     """The GPT for cfg.epochs rounds; the LSTM for as many seconds; the unmasked GPT briefly."""
     v = len(corpus.vocab)
-    gpt = ex.runtime.build(make_model, "gpt", v, size, recipe)
+    gpt = ex.runtime.build(make_model, "gpt", v, size, recipe, jit=recipe.jit)
     print(f"Training the GPT ({gpt.count_params():,} weights)")
     clocks = {"gpt": TrainClock(), "lstm": None}
     stages = SampleAsItLearns({1, max(2, cfg.epochs // 4), cfg.epochs}, prompt, size.context,
                               corpus.vocab)
     fit_for(ex, gpt, corpus, recipe, cfg.epochs, cfg.seed, [clocks["gpt"], stages])
     width = lstm_units(v, size, gpt.count_params())
-    lstm = ex.runtime.build(make_model, "lstm", v, size, recipe, width)
+    probe = ex.runtime.build(make_model, "lstm", v, size, recipe, width, jit=recipe.jit)
+    steps = steps_in(clocks["gpt"].train_s, probe,
+                     random_windows(corpus.train, size.context, recipe.batch_size, cfg.seed))
+    paced = dataclasses.replace(recipe, steps=max(steps, 2 * recipe.warmup))  # its schedule
+    lstm = ex.runtime.build(make_model, "lstm", v, size, paced, width, jit=recipe.jit)
     print(f"Training the LSTM ({lstm.count_params():,} weights) for the GPT's "
-          f"{clocks['gpt'].train_s:.0f} s")
+          f"{clocks['gpt'].train_s:.0f} s, about {steps} of its steps")
     clocks["lstm"] = TrainClock(seconds=clocks["gpt"].train_s)
-    fit_for(ex, lstm, corpus, recipe, 10 * cfg.epochs, cfg.seed, [clocks["lstm"]], tag="lstm")
+    fit_for(ex, lstm, corpus, paced, 10 * cfg.epochs, cfg.seed, [clocks["lstm"]], tag="lstm")
+    ex.details.update(gpt_recipe=describe(recipe), lstm_recipe=describe(paced),
+                      xla={"gpt": gpt.jit_compile, "lstm": lstm.jit_compile})
     unmasked = ex.runtime.build(make_model, "unmasked", v, UNMASKED_SIZE, UNMASKED)
     print(f"Training a GPT without the causal mask for {UNMASKED.steps} steps")
     unmasked.fit(random_windows(corpus.train, UNMASKED_SIZE.context, UNMASKED.batch_size,
@@ -958,7 +1013,9 @@ def run(cfg: Config) -> dict:
     """Count the baselines, check the sampler, train GPT and LSTM, check the mask, write."""
     size = QUICK if cfg.quick else FULL
     recipe = dataclasses.replace(TFGUIDE, batch_size=cfg.batch_size, peak_lr=cfg.learning_rate,
-                                 steps=cfg.epochs * TFGUIDE.eval_every)
+                                 steps=cfg.epochs * TFGUIDE.eval_every,
+                                 jit=TFGUIDE.jit and not cfg.quick)  # XLA compiles for longer
+    #                                     than the quick run trains, so that saves no time
     with Experiment(cfg) as ex:
         corpus = prepare_data(ex, cfg, size)
         prompt, prompt_text = prompt_ids(corpus, cfg.options["prompt"])
