@@ -330,6 +330,7 @@ def test_the_race_times_a_recipe_to_its_target():
     result = lm.race({"fast": fast}, TINY, target=3.6, seed=0, val_windows=32)["fast"]
     assert result["seconds"] > 0 and result["steps"] in (20, 40) and result["value"] <= 3.6
     assert result["characters"] == result["steps"] * 16 * TINY.context
+    assert result["characters_per_s"] == pytest.approx(result["characters"] / result["seconds"])
     assert "batch 16, AdamW peak 0.01" in result["recipe"]
 
 

@@ -543,6 +543,8 @@ def race(recipes: dict[str, Recipe], size: GPTSize, target: float, seed: int,
                   "steps": clock.reached[1] if clock.reached else None,
                   "characters": clock.reached[1] * recipe.batch_size * size.context
                   if clock.reached else None,
+                  "characters_per_s": clock.steps * recipe.batch_size * size.context
+                  / clock.train_s,
                   "value": clock.val_loss[-1]} for key, (recipe, _, clock, _) in runs.items()}
 
 
