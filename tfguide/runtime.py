@@ -36,7 +36,6 @@ class Runtime:
     device: str  # "cpu" or "gpu"
     devices: tuple[str, ...]  # the devices the strategy computes on
     precision: str  # the Keras dtype policy: "float32" or "mixed_float16"
-    jit: bool  # pass as `jit_compile=` to compile() / tf.function
     jit_mode: str  # what --jit asked: "auto" lets a chapter keep XLA where it measured a gain
     deterministic: bool
     seed: int
@@ -44,6 +43,11 @@ class Runtime:
     @property
     def replicas(self) -> int:
         return self.strategy.num_replicas_in_sync
+
+    @property
+    def jit(self) -> bool:
+        """The run's XLA choice: pass as `jit_compile=` to compile() / tf.function."""
+        return _resolve_jit(self.jit_mode, self.device, self.strategy_name)
 
     def build(self, make: Callable[..., keras.Model], *args, jit: bool | None = None,
               **kwargs) -> keras.Model:
@@ -191,7 +195,6 @@ def configure(cfg: Config) -> Runtime:
         device=device,
         devices=devices,
         precision=policy,
-        jit=_resolve_jit(cfg.jit, device, strategy_name),
         jit_mode=cfg.jit,
         deterministic=cfg.deterministic,
         seed=cfg.seed,

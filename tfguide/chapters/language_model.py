@@ -451,6 +451,11 @@ def steps_in(seconds: float, model: keras.Model, stream: tf.data.Dataset) -> int
     return round(seconds * 2 * model.steps_per_execution / (ends[-1] - ends[0]))
 
 
+def characters_per_s(clock: TrainClock, recipe: Recipe, context: int) -> float:
+    """Training characters per second: steps × batch × window length ÷ training seconds."""
+    return clock.steps * recipe.batch_size * context / clock.train_s
+
+
 class SampleAsItLearns(keras.callbacks.Callback):
     """Write a short sample after some rounds of training, to see what the model knows."""
 
@@ -543,8 +548,7 @@ def race(recipes: dict[str, Recipe], size: GPTSize, target: float, seed: int,
                   "steps": clock.reached[1] if clock.reached else None,
                   "characters": clock.reached[1] * recipe.batch_size * size.context
                   if clock.reached else None,
-                  "characters_per_s": clock.steps * recipe.batch_size * size.context
-                  / clock.train_s,
+                  "characters_per_s": characters_per_s(clock, recipe, size.context),
                   "value": clock.val_loss[-1]} for key, (recipe, _, clock, _) in runs.items()}
 
 
@@ -923,12 +927,11 @@ def evaluate(ex: Experiment, corpus: Corpus, gpt, lstm, clocks, size: GPTSize,
     """Validation losses, the causal check, speed and size."""
     val_loss = gpt.evaluate(corpus.x_val, corpus.y_val, batch_size=256, verbose=0)
     clock = clocks["gpt"]
-    tokens = clock.steps * recipe.batch_size * size.context
     ex.log(val_loss=val_loss, val_bpc=bits_per_char(val_loss),
            lstm_val_loss=lstm.evaluate(corpus.x_val, corpus.y_val, batch_size=256, verbose=0),
            causal_max_change=causal_max_change(gpt, corpus.x_val[:16], size.context // 2,
                                                len(corpus.vocab)),
-           train_tokens_per_s=tokens / clock.train_s,
+           train_tokens_per_s=characters_per_s(clock, recipe, size.context),
            train_s=clock.train_s,
            params=gpt.count_params(), lstm_params=lstm.count_params())
 
@@ -1014,10 +1017,10 @@ def draw(ex: Experiment, corpus: Corpus, gpt, clocks, size: GPTSize, prompt: np.
 def run(cfg: Config) -> dict:
     """Count the baselines, check the sampler, train GPT and LSTM, check the mask, write."""
     size = QUICK if cfg.quick else FULL
+    # No XLA for the quick run: compiling would take longer than its few seconds of training.
     recipe = dataclasses.replace(TFGUIDE, batch_size=cfg.batch_size, peak_lr=cfg.learning_rate,
                                  steps=cfg.epochs * TFGUIDE.eval_every,
-                                 jit=TFGUIDE.jit and not cfg.quick)  # XLA compiles for longer
-    #                                     than the quick run trains, so that saves no time
+                                 jit=TFGUIDE.jit and not cfg.quick)
     with Experiment(cfg) as ex:
         corpus = prepare_data(ex, cfg, size)
         prompt, prompt_text = prompt_ids(corpus, cfg.options["prompt"])
