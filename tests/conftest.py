@@ -89,3 +89,14 @@ def make_cfg(tmp_path):
         return cli.parse(chapter, ["--out", str(tmp_path / "runs"), *flags])
 
     return make
+
+
+@pytest.fixture
+def unwritable(tmp_path, monkeypatch):
+    """tmp_path holding a file `file` and a folder `locked` this user may not write in."""
+    (tmp_path / "file").write_text("keep me")
+    (tmp_path / "locked").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access",  # as a non-root user sees a read-only folder
+                        lambda p, mode: real_access(p, mode) and "locked" not in str(p))
+    return tmp_path

@@ -1,7 +1,6 @@
 """Notebooks: every chapter's builds and validates; one chapter's quick path really runs."""
 import ast
 import json
-import os
 import re
 import subprocess
 import sys
@@ -262,12 +261,8 @@ def test_all_refuses_before_writing_any(tmp_path, capsys):
                                  "{tmp}/" + "x" * 300, "", "{tmp}/locked"],
                          ids=["under a file", "a file", "in /proc", "too long", "empty",
                               "read-only"])
-def test_an_impossible_out_is_one_line_exit_2(out, tmp_path, capsys, monkeypatch):
-    (tmp_path / "file").write_text("keep me")
-    (tmp_path / "locked").mkdir()
-    real_access = os.access
-    monkeypatch.setattr(os, "access",  # as a non-root user sees a read-only folder
-                        lambda p, mode: real_access(p, mode) and "locked" not in str(p))
+def test_an_impossible_out_is_one_line_exit_2(out, unwritable, capsys):
+    tmp_path = unwritable
     capsys.readouterr()
     assert write_cli(NAMES[0], "--out", out.format(tmp=tmp_path)) == 2
     (line,) = capsys.readouterr().err.splitlines()
