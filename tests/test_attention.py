@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfguide.chapters import attention as att
+import tfguide.bench.attention as att_bench
 
 # Keras's MultiHeadAttention turns the scale 1/√d_k into a float32 constant even in a
 # float64 layer (ops.cast of a Python float), so float64 agreement stops near 1e-8.
@@ -167,7 +168,7 @@ def test_the_check_catches_a_wrong_implementation(monkeypatch, mistake):
 
 # --- The Keras way ----------------------------------------------------------------------
 def test_bench_workload_is_the_chapter_encoder_on_the_reversal_task():
-    work = att.bench_workload(quick=True, seed=0)
+    work = att_bench.workload(quick=True, seed=0)
     model = work.build()
     assert model.compiled and model.get_layer("block").attention is not None
     assert work.x.shape == work.y.shape == (4096, 10) and work.batch_size == 64

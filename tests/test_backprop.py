@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tfguide import datasets
 from tfguide.chapters import backprop as bp
+import tfguide.bench.backprop as bp_bench
 
 
 def test_quick_run_meets_the_thresholds(quick_run):
@@ -189,7 +190,7 @@ def test_evaluate_model_reports_what_predict_shows():
 
 
 def test_bench_workload_times_the_chapter_network_in_float32():
-    work = bp.bench_workload(quick=True, seed=0)
+    work = bp_bench.workload(quick=True, seed=0)
     assert work.x.shape == (16384, 2) and work.y.shape == (16384, 2) and work.batch_size == 256
     model = work.build()
     assert model.compiled and model.get_layer("hidden").units == 64

@@ -72,12 +72,12 @@ def test_bench_iterates_the_registry_and_names_no_chapter():
     import ast
     from pathlib import Path
 
-    from tfguide import chapters
+    from tfguide import registry
 
-    assert bench.parse([]).chapters == list(chapters.BY_NAME)
+    assert bench.parse([]).chapters == list(registry.BY_NAME)
     tree = ast.parse(Path(bench.__file__).read_text(encoding="utf-8"))
     literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
-    assert not literals & set(chapters.BY_NAME), "workloads are declared by the chapters"
+    assert not literals & set(registry.BY_NAME), "workloads are declared by the chapters"
 
 
 def test_race_report_gives_both_times_and_their_ratio():

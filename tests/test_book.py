@@ -23,13 +23,14 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 import pytest
 
-from tfguide import book, chapters, cli, resources
+from tfguide import book, cli, registry, resources
+from tfguide import runs as run_folders
 from tests.conftest import exit_status
 
 pytest.importorskip("markdown_it", reason='the book needs the "book" extra')
 pytest.importorskip("pygments", reason='the book needs the "book" extra')
 
-NAMES = [c.name for c in chapters.CHAPTERS]
+NAMES = [c.name for c in registry.CHAPTERS]
 FIRST = NAMES[0]
 
 
@@ -39,7 +40,7 @@ def runs(tmp_path_factory):
     import importlib
 
     root = tmp_path_factory.mktemp("runs")
-    module = importlib.import_module(chapters.get(FIRST).module)
+    module = importlib.import_module(registry.get(FIRST).module)
     module.run(cli.parse(FIRST, ["--quick", "--out", str(root)]))
     return root
 
@@ -118,13 +119,13 @@ def test_latest_finished_run_wins_and_damaged_ones_are_skipped(runs, tmp_path):
     damaged = tmp_path / FIRST / "20200501-000000"
     damaged.mkdir()
     (damaged / "results.json").write_text('{"status": "ok", "metr')
-    run = book.latest_run(tmp_path, FIRST)
+    run = run_folders.latest_run(tmp_path, FIRST)
     assert run.dir == newest and run.results["metrics"] == {"marker": 3.0}
-    assert book.latest_run(tmp_path, "no_such_chapter") is None
+    assert run_folders.latest_run(tmp_path, "no_such_chapter") is None
 
 
 def test_run_command_repeats_the_run():
-    chapter = chapters.get(FIRST)
+    chapter = registry.get(FIRST)
     assert book.run_command(chapter, {"quick": True, "epochs": chapter.quick_epochs}) == \
         f"python -m {chapter.module} --quick"
     assert book.run_command(chapter, {"quick": False, "seed": 7, "learning_rate": 0.05}) == \
@@ -144,7 +145,7 @@ def test_formulas_links_and_includes_are_rendered():
     assert '<span class="file-ref" title="../data/README.md">data</span>' in html
     assert '<a href="https://keras.io">web</a>' in html
     assert '<p class="src">tfguide/chapters/x.py</p>' in html
-    if "cnn" not in chapters.BY_NAME:
+    if "cnn" not in registry.BY_NAME:
         assert 'title="cnn.md#the-idea"' in html, "no link to a page the book lacks"
 
 
@@ -171,7 +172,7 @@ PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(24)  # enough of a PNG for the book's c
 @pytest.fixture
 def one_chapter(monkeypatch):
     """A book of the first chapter only: a fifth of the time of the whole book."""
-    monkeypatch.setattr(chapters, "CHAPTERS", (chapters.get(FIRST),))
+    monkeypatch.setattr(registry, "CHAPTERS", (registry.get(FIRST),))
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +311,7 @@ def test_a_results_file_of_the_wrong_shape_is_skipped_with_a_note(case, tmp_path
     else:
         (bad / "results.json").write_bytes(DAMAGED[case])
     notes = []
-    assert book.latest_run(tmp_path, FIRST, notes.append).dir == good
+    assert run_folders.latest_run(tmp_path, FIRST, notes.append).dir == good
     (note,) = notes
     assert note.startswith(f"skipped {bad / 'results.json'}: ")
 
@@ -334,7 +335,7 @@ def test_non_finite_metrics_are_shown(tmp_path, base, one_chapter):
 
 
 def test_the_shown_command_quotes_values_for_the_shell():
-    chapter = chapters.get(FIRST)
+    chapter = registry.get(FIRST)
     command = book.run_command(chapter, {"data": "x; rm -rf ~", "seed": "$(id)"})
     assert command.endswith("--seed '$(id)' --data 'x; rm -rf ~'")
 
@@ -815,7 +816,7 @@ def test_the_texts_recorded_figures_are_in_the_book(tmp_path):
     from tfguide import resources
 
     index = book.build(tmp_path / "book", tmp_path / "no-runs", note=lambda line: None)
-    for chapter in chapters.CHAPTERS:
+    for chapter in registry.CHAPTERS:
         folder = resources.texts_dir() / "figures" / chapter.name
         for png in sorted(folder.glob("*.png")):
             copied = index.parent / "figures" / chapter.name / png.name

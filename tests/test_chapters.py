@@ -6,16 +6,15 @@ imports no other chapter; what it lends to others is declared.
 """
 import ast
 import csv
-import importlib
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from tfguide import chapters, record
+from tfguide import record, registry
 
-NAMES = [c.name for c in chapters.CHAPTERS]
+NAMES = [c.name for c in registry.CHAPTERS]
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -80,7 +79,7 @@ def test_module_reads_top_to_bottom_and_imports_no_other_chapter(name):
     tree = ast.parse(module_source(name))
     assert ast.get_docstring(tree) and f"chapters/{name}.md" in ast.get_docstring(tree)
     assert "SEEDS.md" not in ast.get_docstring(tree)
-    others = {c.module for c in chapters.CHAPTERS if c.name != name}
+    others = {c.module for c in registry.CHAPTERS if c.name != name}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             names = {f"{node.module}.{a.name}" for a in node.names} | {node.module or ""}
@@ -111,14 +110,26 @@ def test_marked_code_says_where_it_is_shown(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_what_others_borrow_is_declared(name):
-    module = importlib.import_module(chapters.get(name).module)
     from tfguide import bench
 
-    workload = getattr(module, "bench_workload", None)
-    if workload is None:
+    work = bench.chapter_workload(name, quick=True, seed=0)
+    if work is None:
         pytest.skip(f"{name} declares no bench workload")
-    work = workload(quick=True, seed=0)
     assert isinstance(work, bench.Workload) and work.batch_size > 0 and work.note
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_chapter_module_is_a_lesson(name):
+    """Under 600 lines, and nothing of the checker or of bench in it: those live beside them."""
+    source = module_source(name)
+    assert len(source.splitlines()) <= 600
+    imported = {alias.name for node in ast.walk(ast.parse(source))
+                if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    modules = {node.module for node in ast.walk(ast.parse(source))
+               if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {"exercises", "bench"} & imported
+    assert not any(m.startswith(("tfguide.exercises", "tfguide.bench")) for m in modules)
+    assert "def prove_" not in source and "EXERCISES" not in source
 
 
 def test_a_bare_key_is_a_metric_unless_it_is_the_records_own(tmp_path, monkeypatch):
@@ -146,7 +157,7 @@ def test_importing_the_chapters_does_not_start_tensorflow():
     import subprocess
     import sys
 
-    modules = "; ".join(f"import {c.module}" for c in chapters.CHAPTERS)
+    modules = "; ".join(f"import {c.module}" for c in registry.CHAPTERS)
     code = (f"import tfguide; {modules}; from tfguide import runtime; "
             "print('fresh' if runtime.use_logical_cpus(2) else 'started')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

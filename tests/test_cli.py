@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tfguide import chapters, cli
+from tfguide import cli, console, registry
 from tfguide.__main__ import list_chapters
 
 
@@ -49,7 +49,7 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("flag,value,allowed", BAD_VALUES)
 def test_bad_value_names_flag_value_and_what_is_allowed(flag, value, allowed):
-    with pytest.raises(cli.UsageError) as err:
+    with pytest.raises(console.UsageError) as err:
         cli.parse("gradient_descent", [flag, value])
     message = str(err.value)
     assert flag in message and value in message and allowed in message
@@ -59,7 +59,7 @@ def test_bad_value_names_flag_value_and_what_is_allowed(flag, value, allowed):
 def test_out_that_is_a_file_is_rejected(tmp_path):
     target = tmp_path / "a_file"
     target.write_text("x")
-    with pytest.raises(cli.UsageError, match="--out must be a folder"):
+    with pytest.raises(console.UsageError, match="--out must be a folder"):
         cli.parse("gradient_descent", ["--out", str(target)])
 
 
@@ -68,17 +68,17 @@ def test_out_that_is_a_file_is_rejected(tmp_path):
     (["--epochs"], "expected one argument"),
 ])
 def test_unknown_or_incomplete_flags(argv, needle):
-    with pytest.raises(cli.UsageError, match=needle):
+    with pytest.raises(console.UsageError, match=needle):
         cli.parse("gradient_descent", argv)
 
 
-@pytest.mark.parametrize("name", [c.name for c in chapters.CHAPTERS])
+@pytest.mark.parametrize("name", [c.name for c in registry.CHAPTERS])
 def test_every_chapter_accepts_multiworker_given_a_valid_tf_config(monkeypatch, name):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(cli.UsageError, match="needs the TF_CONFIG"):
+    with pytest.raises(console.UsageError, match="needs the TF_CONFIG"):
         cli.parse(name, ["--strategy", "multiworker"])
     monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(cli.UsageError, match="not a valid cluster"):
+    with pytest.raises(console.UsageError, match="not a valid cluster"):
         cli.parse(name, ["--strategy", "multiworker"])
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, '
                                     '"task": {"type": "worker", "index": 1}}')
@@ -96,7 +96,7 @@ def test_data_dir_from_environment_is_checked_only_where_data_is_read(monkeypatc
 
 
 def test_quick_and_full_defaults_come_from_the_registry():
-    chapter = chapters.get("gradient_descent")
+    chapter = registry.get("gradient_descent")
     full, quick = cli.parse(chapter.name, []), cli.parse(chapter.name, ["--quick"])
     assert (full.epochs, quick.epochs) == (chapter.epochs, chapter.quick_epochs)
     assert full.data == chapter.data[0] and quick.data == chapter.quick_data
@@ -104,7 +104,7 @@ def test_quick_and_full_defaults_come_from_the_registry():
 
 
 def test_every_chapter_parses_its_own_defaults():
-    for chapter in chapters.CHAPTERS:
+    for chapter in registry.CHAPTERS:
         for flags in ([], ["--quick"]):
             cfg = cli.parse(chapter.name, flags)
             assert cfg.data in chapter.data
@@ -117,7 +117,7 @@ def test_listing_does_not_import_tensorflow():
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")}
     assert not {m for m in imported if m.split(".")[0] in ("tensorflow", "keras")}
-    names = [c.name for c in chapters.CHAPTERS]
+    names = [c.name for c in registry.CHAPTERS]
     positions = [result.stdout.index(f" {n} ") for n in names]
     assert positions == sorted(positions), "chapters are listed in reading order"
     assert result.stdout.strip() == list_chapters().strip()
@@ -231,7 +231,7 @@ def test_impossible_out_is_one_line_before_tensorflow(tmp_path, make_out, needle
 
 def test_unwritable_out_is_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a non-root user would see
-    with pytest.raises(cli.UsageError, match="is not writable"):
+    with pytest.raises(console.UsageError, match="is not writable"):
         cli.parse("backprop", ["--out", str(tmp_path / "runs")])
 
 
@@ -271,7 +271,7 @@ def test_another_keras_backend_is_one_line_with_the_fix(entry):
 ])
 def test_tf_config_that_tensorflow_would_reject_is_refused_first(monkeypatch, tf_config, needle):
     monkeypatch.setenv("TF_CONFIG", tf_config)
-    with pytest.raises(cli.UsageError, match="TF_CONFIG is not a valid cluster") as err:
+    with pytest.raises(console.UsageError, match="TF_CONFIG is not a valid cluster") as err:
         cli.parse("mlp", ["--strategy", "multiworker"])
     assert needle in str(err.value)
 
@@ -371,18 +371,18 @@ def test_bench_on_a_missing_gpu_is_one_line(tmp_path):
 
 def test_an_error_line_escapes_control_characters(capsys):
     with pytest.raises(SystemExit):
-        cli.fail("no such file: evil\nname\x1b[31m", 2)
+        console.fail("no such file: evil\nname\x1b[31m", 2)
     err = capsys.readouterr().err
     assert err == "tfguide: error: no such file: evil\\nname\\x1b[31m\n"
 
 
 def test_a_chapter_may_take_data_the_learner_brings(tmp_path):
-    brings = next(c for c in chapters.CHAPTERS if c.brought_data)
-    fixed = next(c for c in chapters.CHAPTERS if not c.brought_data and c.data[0] == "mnist")
+    brings = next(c for c in registry.CHAPTERS if c.brought_data)
+    fixed = next(c for c in registry.CHAPTERS if not c.brought_data and c.data[0] == "mnist")
     assert cli.parse(brings.name, ["--data", "sonnets", "--data-dir", str(tmp_path)]).data == \
         "sonnets"
     for argv in (["--data", "sonnets"], ["--data", "../up", "--data-dir", str(tmp_path)]):
-        with pytest.raises(cli.UsageError, match="with --data-dir DIR holding"):
+        with pytest.raises(console.UsageError, match="with --data-dir DIR holding"):
             cli.parse(brings.name, argv)
-    with pytest.raises(cli.UsageError, match="--data must be one of mnist"):
+    with pytest.raises(console.UsageError, match="--data must be one of mnist"):
         cli.parse(fixed.name, ["--data", "sonnets", "--data-dir", str(tmp_path)])

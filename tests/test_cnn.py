@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfguide import cli, datasets
 from tfguide.chapters import cnn
+import tfguide.bench.cnn as cnn_bench
 from tests.conftest import LOGICAL_CPUS, USER_DATA_DIR
 
 # (batch, h, w, c_in, kh, kw, c_out, stride): odd and even sizes, non-square kernels,
@@ -134,7 +135,7 @@ def test_saved_model_reloads_in_safe_mode_with_the_same_predictions(quick_run):
 
 
 def test_bench_workload_is_the_chapter_model_on_mnist_shaped_images():
-    work = cnn.bench_workload(quick=True, seed=0)
+    work = cnn_bench.workload(quick=True, seed=0)
     model = work.build()
     assert model.name == "convnet" and model.compiled and model.input_shape == (None, 28, 28, 1)
     assert work.x.shape == (4096, 28, 28, 1) and work.y.shape == (4096,)
@@ -150,7 +151,7 @@ def test_bench_race_times_both_recipes_to_the_same_target():
         built.append(make.__name__)
         return make(*args)
 
-    race = cnn.bench_race(quick=True, seed=0, build=build)
+    race = cnn_bench.race(quick=True, seed=0, build=build)
     assert built == ["keras_io", "compile_model"], "every model is built through `build`"
     assert race["metric"] == "test_accuracy" and race["target"] == 0.97
     for recipe in (race["reference"], race["tfguide"]):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfguide import cli, datasets
+from tfguide import cli, console, datasets
 from tfguide.chapters import deploy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,7 +213,7 @@ def test_a_folder_that_cannot_be_served_is_a_usage_error(tmp_path, problem):
     if problem != "empty":
         (folder / "results.json").write_text(json.dumps(record))
         (folder / "model.keras").write_bytes(b"not a zip file")
-    with pytest.raises(cli.UsageError, match=str(folder)):
+    with pytest.raises(console.UsageError, match=str(folder)):
         cli.run_chapter("deploy", ["--quick", "--from", str(folder), "--out", str(tmp_path)])
 
 
@@ -232,6 +232,6 @@ def test_a_bad_from_exits_2_before_tensorflow_loads(tmp_path):
 def test_training_flags_are_refused(tmp_path, monkeypatch, flags, needle):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]},
                                                 "task": {"type": "worker", "index": 0}}))
-    with pytest.raises(cli.UsageError, match=needle):
+    with pytest.raises(console.UsageError, match=needle):
         cli.run_chapter("deploy", ["--quick", "--out", str(tmp_path), *flags])
     assert not (tmp_path / "cnn").exists(), "refused before anything ran"

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from tfguide import chapters, exercises
+from tfguide import exercises, registry
 
-WITH_EXERCISES = [c.name for c in chapters.CHAPTERS if exercises.declared(c.name)]
+WITH_EXERCISES = [c.name for c in registry.CHAPTERS if exercises.declared(c.name)]
 MISTAKES = [(name, e.function, hint) for name in WITH_EXERCISES
             for e in exercises.declared(name) for hint in e.mistakes]
 
@@ -23,12 +23,12 @@ def run_tfguide(*args, cwd=None):
 
 
 def test_most_chapters_have_exercises():
-    assert len(WITH_EXERCISES) >= len(chapters.CHAPTERS) - 1
+    assert len(WITH_EXERCISES) >= len(registry.CHAPTERS) - 1
 
 
 @pytest.mark.parametrize("name", WITH_EXERCISES)
 def test_the_chapters_own_functions_pass(name):
-    module = __import__(chapters.get(name).module, fromlist=["_"])
+    module = __import__(registry.get(name).module, fromlist=["_"])
     for exercise in exercises.declared(name):
         proof = exercise.prove(getattr(module, exercise.function))
         assert proof.passed, f"{name}.{exercise.function}: {proof}"
@@ -59,7 +59,7 @@ def test_filling_in_the_chapters_function_turns_todo_into_pass(tmp_path):
     path = exercises.write_scaffold(name, tmp_path)
     exercise = exercises.declared(name)[0]
     source = path.read_text()
-    module = __import__(chapters.get(name).module, fromlist=["_"])
+    module = __import__(registry.get(name).module, fromlist=["_"])
     import inspect
 
     mine = inspect.getsource(getattr(module, exercise.function))

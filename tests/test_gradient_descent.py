@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfguide.chapters import gradient_descent as gdc
+import tfguide.bench.gradient_descent as gdc_bench
 
 
 def test_quick_run_reaches_the_closed_form(quick_run):
@@ -49,7 +50,7 @@ def test_keras_fit_on_the_whole_set_is_gradient_descent_step_for_step():
 
 
 def test_bench_workload_times_the_chapter_model_on_the_chapter_line():
-    work = gdc.bench_workload(quick=True, seed=0)
+    work = gdc_bench.workload(quick=True, seed=0)
     assert work.x.shape == (16384, 1) and work.y.shape == (16384, 1) and work.batch_size == 256
     slope, intercept = np.polyfit(work.x[:, 0], work.y[:, 0], 1)
     assert slope == pytest.approx(2.0, abs=0.05) and intercept == pytest.approx(-1.0, abs=0.1)

@@ -8,8 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from tfguide import cli, datasets
+from tfguide import cli, clocks, console, corpora, datasets
 from tfguide.chapters import language_model as lm
+import tfguide.bench.language_model as lm_bench
+import tfguide.exercises.language_model as lm_ex
 from tfguide.config import Config
 from tfguide.results import Experiment
 
@@ -72,30 +74,30 @@ def write(tmp_path, name, data: bytes):
 ])
 def test_bad_text_files_are_refused_in_one_line(tmp_path, data, message):
     with pytest.raises(datasets.DataError, match=message) as err:
-        lm.read_corpus("mytext", write(tmp_path, "mytext", data))
+        corpora.read_corpus("mytext", write(tmp_path, "mytext", data))
     assert "\n" not in str(err.value) and "mytext.txt" in str(err.value)
 
 
 def test_a_missing_text_names_the_file_to_write(tmp_path):
     with pytest.raises(datasets.DataError, match="mytext.txt"):
-        lm.read_corpus("mytext", tmp_path)
+        corpora.read_corpus("mytext", tmp_path)
     with pytest.raises(datasets.DataError, match="--data-dir"):
-        lm.read_corpus("mytext", None)
+        corpora.read_corpus("mytext", None)
 
 
 def test_shakespeare_is_the_shipped_file_unless_the_folder_has_its_own(tmp_path):
-    text, source, _ = lm.read_corpus("shakespeare", tmp_path)  # no shakespeare.txt there
+    text, source, _ = corpora.read_corpus("shakespeare", tmp_path)  # no shakespeare.txt there
     assert source == "offline-standin" and text.startswith("First Citizen:")
     write(tmp_path, "shakespeare", "Mine own.\n".encode() * 100)
-    text, source, _ = lm.read_corpus("shakespeare", tmp_path)
+    text, source, _ = corpora.read_corpus("shakespeare", tmp_path)
     assert source == "data-dir" and text.startswith("Mine own.")
 
 
 def test_a_damaged_shipped_file_is_refused(tmp_path, monkeypatch):
-    (tmp_path / lm.SHIPPED).write_bytes(gzip.compress(b"First Citizen:\nNot quite.\n"))
-    monkeypatch.setattr(lm.resources, "data_dir", lambda: tmp_path)
+    (tmp_path / corpora.SHIPPED).write_bytes(gzip.compress(b"First Citizen:\nNot quite.\n"))
+    monkeypatch.setattr(corpora.resources, "data_dir", lambda: tmp_path)
     with pytest.raises(datasets.DataError, match="damaged .*make_data.py"):
-        lm.read_corpus("shakespeare", None)
+        corpora.read_corpus("shakespeare", None)
 
 
 def quick_config(tmp_path, **changes) -> Config:
@@ -112,9 +114,9 @@ def test_a_learner_text_is_read_split_and_recorded(tmp_path):
     assert corpus.vocab.decode(corpus.train[:6]) == "ALICE:"
     assert len(corpus.train) == int(0.9 * len(text))
     assert ex.data_info["source"] == "data-dir" and ex.data_info["name"] == "mytext"
-    with pytest.raises(cli.UsageError, match="--prompt has characters .*: 'JTU'"):
+    with pytest.raises(console.UsageError, match="--prompt has characters .*: 'JTU'"):
         lm.prompt_ids(corpus, "JULIET:")  # asked for: refused
-    with pytest.raises(cli.UsageError, match="--prompt has characters .*: 'MR'"):
+    with pytest.raises(console.UsageError, match="--prompt has characters .*: 'MR'"):
         lm.prompt_ids(corpus, "ROMEO:")  # asked for explicitly: refused too
     ids, prompt = lm.prompt_ids(corpus, None)  # no --prompt: the text's own start instead
     assert prompt == "ALICE:" and corpus.vocab.decode(ids) == "ALICE:"
@@ -133,7 +135,7 @@ def test_a_text_too_short_for_one_window_is_refused(tmp_path):
     (["--sample-length", "0"], "--sample-length must be a positive integer"),
 ])
 def test_bad_chapter_flags_are_refused(flags, message):
-    with pytest.raises(cli.UsageError, match=message):
+    with pytest.raises(console.UsageError, match=message):
         cli.parse("language_model", flags)
 
 
@@ -220,8 +222,8 @@ def test_padding_after_the_text_cannot_change_the_next_character_logits():
 
 def test_the_causal_mask_is_the_lower_triangle_keras_uses():
     np.testing.assert_array_equal(lm.causal_mask(4), np.tril(np.ones((4, 4), bool)))
-    assert lm.prove_causal_mask(lm.causal_mask).passed
-    assert not lm.prove_causal_mask(lambda t: np.ones((t, t), bool)).passed  # no mask at all
+    assert lm_ex.prove_causal_mask(lm.causal_mask).passed
+    assert not lm_ex.prove_causal_mask(lambda t: np.ones((t, t), bool)).passed  # no mask at all
 
 
 # --- Sampling ---------------------------------------------------------------------------
@@ -294,7 +296,7 @@ def test_tracing_untimed_leaves_the_model_and_optimizer_untouched():
     ids = np.random.default_rng(0).integers(0, 11, 2000).astype(np.int32)
     model(ids[None, :TINY.context])  # build
     before = [w.copy() for w in model.get_weights()]
-    lm.trace_untimed(model, lm.random_windows(ids, TINY.context, 4, seed=0))
+    clocks.trace_untimed(model, lm.random_windows(ids, TINY.context, 4, seed=0))
     assert all((a == b).all() for a, b in zip(before, model.get_weights()))
     assert int(model.optimizer.iterations) == 0, "the schedule starts at step 0"
     assert model.train_function is not None, "the training step is traced"
@@ -313,7 +315,7 @@ def test_warmup_hold_cooldown_takes_the_values_the_text_states():
 
 @pytest.mark.parametrize("recipe,schedule", [
     (lm.TFGUIDE, lm.WarmupHoldCooldown),
-    (lm.NANOGPT, keras.optimizers.schedules.CosineDecay),
+    (lm_bench.NANOGPT, keras.optimizers.schedules.CosineDecay),
 ])
 def test_each_recipe_compiles_its_own_schedule_and_xla_choice(recipe, schedule):
     model = lm.make_model("gpt", 11, TINY, recipe)
@@ -327,7 +329,7 @@ def test_each_recipe_compiles_its_own_schedule_and_xla_choice(recipe, schedule):
 def test_the_race_times_a_recipe_to_its_target():
     fast = lm.Recipe("fast", batch_size=16, peak_lr=1e-2, steps=40, warmup=5, min_lr=1e-3,
                      steps_per_execution=1, eval_every=20)
-    result = lm.race({"fast": fast}, TINY, target=3.6, seed=0, val_windows=32)["fast"]
+    result = lm_bench.race_recipes({"fast": fast}, TINY, target=3.6, seed=0, val_windows=32)["fast"]
     assert result["seconds"] > 0 and result["steps"] in (20, 40) and result["value"] <= 3.6
     assert result["characters"] == result["steps"] * 16 * TINY.context
     assert result["characters_per_s"] == pytest.approx(result["characters"] / result["seconds"])

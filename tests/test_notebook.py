@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from tfguide import chapters, excerpts, notebook, resources
+from tfguide import excerpts, notebook, registry, resources
 from tests.conftest import exit_status
 
 nbformat = pytest.importorskip("nbformat", reason='notebooks need the "notebook" extra')
 
-NAMES = [c.name for c in chapters.CHAPTERS]
+NAMES = [c.name for c in registry.CHAPTERS]
 
 
 def code_cells(nb):
@@ -294,7 +294,7 @@ def test_every_exercise_has_a_cell_to_write_it_and_a_cell_to_check_it():
         pytest.skip("the text has no Exercises section yet")
     nb = notebook.build(name)
     sources = [c.source for c in nb.cells if c.cell_type == "code"]
-    for function, _ in exercises.declared_in_source(exercises.module_source(name)):
+    for function, _ in exercises.declared_in_source(exercises.declarations_source(name)):
         stub = next(i for i, s in enumerate(sources) if s.startswith(f"def {function}("))
         assert "raise NotImplementedError" in sources[stub]
         assert f"exercises.check_function({name!r}, {function!r}, {function})" in sources[stub + 1]

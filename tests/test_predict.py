@@ -10,8 +10,8 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from tfguide import __main__ as tfguide_main
-from tfguide import cli, datasets, predict
+from tfguide import __main__ as tfguide_main, console
+from tfguide import datasets, predict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +93,7 @@ def test_bad_arguments_are_refused_before_tensorflow_loads(tmp_path, run_dir):
                                     "is not an image Pillow can decode"])
 def test_each_refusal_names_the_file(tmp_path, run_dir, needle):
     argv = bad_arguments(tmp_path, run_dir)[needle]
-    with pytest.raises(cli.UsageError, match=needle) as err:
+    with pytest.raises(console.UsageError, match=needle) as err:
         predict.parse(argv)
     assert any(Path(a).name in str(err.value) for a in argv)
 
@@ -112,7 +112,7 @@ def test_a_model_for_other_images_is_refused(tmp_path):
     record = json.loads((run / "results.json").read_text())
     record["data"]["shape"] = [28, 28, 1]  # results.json says MNIST-sized images
     (run / "results.json").write_text(json.dumps(record))
-    with pytest.raises(cli.UsageError, match="takes .*8, 8, 1.* but an image classifier"):
+    with pytest.raises(console.UsageError, match="takes .*8, 8, 1.* but an image classifier"):
         predict.load_model(run, record)
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tfguide import paths, results
+from tfguide import paths, results, runs
 from tfguide.chapters import gradient_descent
 
 
@@ -35,7 +35,7 @@ def test_non_finite_metrics_are_valid_json(make_cfg):
         ex.log(diverged=float("inf"), broken=float("nan"))
     record = json.loads((ex.dir / "results.json").read_text())
     assert record["metrics"] == {"diverged": "inf", "broken": "nan"}
-    text = results.summary(ex.dir)
+    text = runs.summary(ex.dir)
     assert "diverged" in text and "inf" in text and str(ex.dir) in text
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tfguide import chapters, excerpts, resources
+from tfguide import excerpts, registry, resources
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ["Run it", "The idea", "From scratch", "The Keras way", "Results",
             "What changed from the original", "Going further"]
-NAMES = [c.name for c in chapters.CHAPTERS]
+NAMES = [c.name for c in registry.CHAPTERS]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -58,7 +58,7 @@ def test_readme_table_matches_the_registry():
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- chapters:start -->\n(.*?)\n<!-- chapters:end -->", readme, re.S)
     assert block, "README has a chapter table between chapters:start/end markers"
-    assert block.group(1).strip() == chapters.markdown_table()
+    assert block.group(1).strip() == registry.markdown_table()
 
 
 def test_wheel_carries_texts_and_data(tmp_path):

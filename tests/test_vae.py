@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfguide import cli
+from tfguide import cli, console
 from tfguide.chapters import vae as V
+import tfguide.bench.vae as V_bench
 
 
 def test_quick_run_beats_the_mean_image(quick_run):
@@ -68,7 +69,7 @@ def test_convolutional_vae_trains_on_28x28_images():
 
 
 def test_bench_workload_is_the_chapter_vae_on_mnist_shaped_images():
-    work = V.bench_workload(quick=True, seed=0)
+    work = V_bench.workload(quick=True, seed=0)
     model = work.build()
     assert isinstance(model, V.VAE) and model.compiled and work.y is None
     assert work.x.shape == (4096, 28, 28, 1) and work.batch_size == 64
@@ -80,7 +81,7 @@ def test_bench_workload_is_the_chapter_vae_on_mnist_shaped_images():
 def test_latent_dim_flag_is_validated():
     assert cli.parse("vae", []).options["latent_dim"] == 2
     assert cli.parse("vae", ["--latent-dim", "8"]).options["latent_dim"] == 8
-    with pytest.raises(cli.UsageError, match="--latent-dim"):
+    with pytest.raises(console.UsageError, match="--latent-dim"):
         cli.parse("vae", ["--latent-dim", "0"])
 
 

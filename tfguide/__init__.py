@@ -35,10 +35,3 @@ if not VERBOSE:
     from tfguide import _quiet
 
     _quiet.install()
-
-# `python -m tfguide.chapters.NAME ...`: this package loads before the chapter module (and
-# its TensorFlow import), so a bad flag is answered here, at once.
-if sys.argv[:1] == ["-m"]:
-    from tfguide import cli as _cli
-
-    _cli.check_module_command_line()

@@ -8,7 +8,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from tfguide import chapters, cli
+from tfguide import cli, config, console, registry
 
 USAGE = """usage: python -m tfguide [COMMAND]
 
@@ -52,37 +52,37 @@ COMMANDS = {
 
 def list_chapters() -> str:
     """Return the chapter table: name, what it teaches, source sections."""
-    width = max(len(c.name) for c in chapters.CHAPTERS)
+    width = max(len(c.name) for c in registry.CHAPTERS)
     lines = ["tfguide chapters (run one with `python -m tfguide run NAME --quick`):", ""]
-    for i, c in enumerate(chapters.CHAPTERS, 1):
+    for i, c in enumerate(registry.CHAPTERS, 1):
         lines.append(f"  {i}. {c.name:<{width}}  {c.title}: {c.summary}.")
     return "\n".join(lines)
 
 
-def _chapter(name: str | None) -> chapters.Chapter:
+def _chapter(name: str | None) -> registry.Chapter:
     if name is None:
-        cli.fail("a chapter name is needed. Known chapters: "
-                 + ", ".join(chapters.BY_NAME), 2)
+        console.fail("a chapter name is needed. Known chapters: "
+                 + ", ".join(registry.BY_NAME), 2)
     try:
-        return chapters.get(name)
+        return registry.get(name)
     except KeyError as err:
-        cli.fail(err.args[0], 2)
+        console.fail(err.args[0], 2)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     command, rest = (argv[0], argv[1:]) if argv else ("list", [])
     if command in ("list", "ls"):
-        cli.say(list_chapters())
+        console.say(list_chapters())
     elif command in ("-h", "--help", "help"):
-        cli.say(USAGE)
+        console.say(USAGE)
     elif command == "text":
         from tfguide import resources
 
         try:
-            cli.say(resources.chapter_text(_chapter(rest[0] if rest else None).name))
+            console.say(resources.chapter_text(_chapter(rest[0] if rest else None).name))
         except FileNotFoundError as err:
-            cli.fail(str(err), 1)
+            console.fail(str(err), 1)
     elif command == "run":
         chapter = _chapter(rest[0] if rest else None)
         flags = rest[1:]
@@ -90,21 +90,21 @@ def main(argv: Sequence[str] | None = None) -> None:
             try:
                 cli.parse(chapter.name, flags)  # answer a typo before TensorFlow loads
                 if "--text" not in flags:
-                    cli.check_environment()
-            except cli.UsageError as err:
-                cli.fail(str(err), 2)
-            except cli.SetupError as err:
-                cli.fail(str(err), 1)
+                    config.check_environment()
+            except console.UsageError as err:
+                console.fail(str(err), 2)
+            except console.SetupError as err:
+                console.fail(str(err), 1)
         try:
             module = importlib.import_module(chapter.module)  # imports TensorFlow
         except KeyboardInterrupt:
-            cli.fail("interrupted while starting", 130)
+            console.fail("interrupted while starting", 130)
         module.main(flags)
     elif command in COMMANDS:
         module_name, function = COMMANDS[command]
         getattr(importlib.import_module(module_name), function)(rest)
     else:
-        cli.fail(f"unknown command {command!r}. Use one of: list, run NAME, text NAME, "
+        console.fail(f"unknown command {command!r}. Use one of: list, run NAME, text NAME, "
                  + ", ".join(COMMANDS) + ".", 2)
 
 

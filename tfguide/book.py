@@ -21,8 +21,6 @@ figure you changed).
 """
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import hashlib
 import html
 import json
@@ -36,9 +34,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Sequence
 from urllib.parse import quote
 
-from tfguide import chapters, cli, resources
+from tfguide import config, console, registry, resources
 from tfguide.config import format_metric
-from tfguide.notebook import replace_file
+from tfguide.paths import replace_file
+from tfguide.runs import CONFIG_FLAGS, Run, latest_run
 
 EXTRA_HINT = ('the book needs the "book" extra: pip install -e ".[book]" (in a checkout) '
               'or pip install "tfguide[book]"')
@@ -46,7 +45,6 @@ ASSETS = Path(__file__).resolve().parent / "book_assets"
 MARKER = ".tfguide-book"  # the book's record of the files it wrote (path: SHA-256)
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_FIGURE = 64 << 20  # bytes; no figure a chapter saves comes near it
-MAX_RESULTS = 16 << 20  # bytes; a results.json is a few kilobytes
 INCLUDE = re.compile(r"^<!-- include: (?P<path>[\w/.\-]+):(?P<name>[\w\-]+) -->$", re.M)
 
 
@@ -100,129 +98,7 @@ def _markdown():
     return md, HtmlFormatter(style="friendly").get_style_defs(".highlight")
 
 
-# --- Runs -----------------------------------------------------------------------------
-SCALAR = (str, int, float, bool, type(None))
-CONFIG_FLAGS = ("epochs", "batch_size", "learning_rate", "seed", "data", "device", "precision",
-                "jit", "strategy")  # the flags `run_command` repeats
-SHOWN = {  # the values of results.json the book shows: each a string, number, bool or null
-    "config": ("quick", *CONFIG_FLAGS),
-    "runtime": ("device", "precision", "strategy", "replicas"),
-    "data": ("name", "source", "train", "test"),
-}
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def results_problem(results: Any) -> str | None:
-    """Return what in a results.json the book cannot show (a value of the wrong type), or None."""
-    if not isinstance(results, dict):
-        return "it is not a JSON object"
-    for key in ("chapter", "status", "created"):
-        if key in results and not isinstance(results[key], str):
-            return f'"{key}" is not a string'
-    if "wall_s" in results and not _number(results["wall_s"]):
-        return '"wall_s" is not a number'
-    files = results.get("files", [])
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        return '"files" is not a list of names'
-    sections = {key: results.get(key) for key in ("metrics", "config", "runtime", "data")}
-    if isinstance(sections["config"], dict):
-        sections["config.options"] = sections["config"].get("options")
-    for key, section in sections.items():
-        if section is None:
-            continue
-        if not isinstance(section, dict):
-            return f'"{key}" is not an object'
-        for name in section if key in ("metrics", "config.options") else SHOWN[key]:
-            if not isinstance(section.get(name), SCALAR):
-                return f'"{key}.{name}" is not a single value'
-    return None
-
-
-@dataclasses.dataclass
-class Run:
-    """The latest finished run of a chapter, as read from its results.json."""
-
-    dir: Path
-    results: dict[str, Any]
-
-    def figures(self, note: Callable[[str], None] = _quiet) -> list[Path]:
-        """Return the figures the run wrote: PNG files in figures/ that its results.json lists.
-
-        A figure that is a link or not a regular file, or one the run did not list (older
-        runs list no files: then all are taken), is skipped with a note.
-        """
-        folder = self.dir / "figures"
-        if folder.is_symlink():
-            note(f"skipped {folder}: a link, not the folder the run wrote")
-            return []
-        listed = self.results.get("files")
-        found = []
-        for png in sorted(folder.glob("*.png")):
-            if listed is not None and f"figures/{png.name}" not in listed:
-                note(f"skipped {png}: its run's results.json does not list it")
-            elif png.is_symlink() or not png.is_file():
-                note(f"skipped {png}: a link or special file, not a figure the run wrote")
-            else:
-                found.append(png)
-        return found
-
-
-def _created(results: dict, folder: Path) -> tuple:
-    try:
-        when = dt.datetime.fromisoformat(results["created"])
-        if when.tzinfo is None:
-            when = when.astimezone()
-        return (when.timestamp(), folder.name)
-    except (KeyError, TypeError, ValueError, OverflowError, OSError):
-        return (0.0, folder.name)
-
-
-def read_results(path: Path) -> tuple[Any, str | None]:
-    """Read a run's results.json: return (results, None), or (None, why it is skipped)."""
-    if path.parent.is_symlink() or path.is_symlink():
-        return None, "a link, not a run folder tfguide wrote"
-    if not path.is_file():
-        return None, "not a regular file"
-    try:
-        if path.stat().st_size > MAX_RESULTS:
-            return None, f"larger than {MAX_RESULTS >> 20} MiB, far more than tfguide writes"
-        return json.loads(path.read_text(encoding="utf-8")), None
-    except OSError as err:
-        return None, f"cannot be read ({err.strerror})"
-    except (ValueError, RecursionError):
-        return None, "not valid JSON (damaged, or still being written)"
-
-
-def latest_run(runs: Path, name: str, note: Callable[[str], None] = _quiet) -> Run | None:
-    """Return the newest run of chapter `name` that finished ("status": "ok"), or None.
-
-    Failed and interrupted runs, and runs of another chapter, are passed over; a results.json
-    that is unreadable, damaged, a link or holds a value of the wrong type is skipped with a
-    note (to `note`), and an older run shown instead.
-    """
-    folder = Path(runs) / name
-    if folder.is_symlink():
-        note(f"skipped {folder}: a link, not the folder tfguide writes runs in")
-        return None
-    found = []
-    for path in sorted(folder.glob("*/results.json")):
-        results, why = read_results(path)
-        if why is None and isinstance(results, dict) and results.get("status") != "ok":
-            continue
-        why = why or results_problem(results)
-        if why:
-            note(f"skipped {path}: {why}")
-            continue
-        if results.get("chapter", name) != name:
-            continue
-        found.append((_created(results, path.parent), Run(path.parent, results)))
-    return max(found, key=lambda item: item[0])[1] if found else None
-
-
-def run_command(chapter: chapters.Chapter, config: dict) -> str:
+def run_command(chapter: registry.Chapter, config: dict) -> str:
     """Return the command line that repeats a run with this config (defaults left out).
 
     Each value is quoted for the shell, so a pasted command runs tfguide and nothing else.
@@ -297,7 +173,7 @@ def _retarget(link) -> None:
     path, _, fragment = href.partition("#")
     target = Path(path).name
     stem = target[:-3] if target.endswith(".md") else None
-    if stem in chapters.BY_NAME:
+    if stem in registry.BY_NAME:
         link.attrSet("href", f"{stem}.html" + (f"#{fragment}" if fragment else ""))
     else:  # e.g. ../README.md or a data file: name it, without a link that cannot resolve
         link.tag = "span"
@@ -326,13 +202,13 @@ folder: it reads offline.</footer>
 
 def _nav(current: str | None) -> str:
     links = []
-    for i, c in enumerate(chapters.CHAPTERS, 1):
+    for i, c in enumerate(registry.CHAPTERS, 1):
         mark = ' aria-current="page"' if c.name == current else ""
         links.append(f'<a href="{c.name}.html"{mark}>{i}. {html.escape(c.title)}</a>')
     return "".join(links)
 
 
-def your_run(chapter: chapters.Chapter, run: Run | None, figures: list[str]) -> str:
+def your_run(chapter: registry.Chapter, run: Run | None, figures: list[str]) -> str:
     """The "Your run" panel: the latest run's facts, metrics and figures, or how to make one.
 
     Args:
@@ -418,7 +294,7 @@ def exercise_list(name: str) -> str:
     from tfguide import exercises
 
     try:
-        functions = [f for f, _ in exercises.declared_in_source(exercises.module_source(name))]
+        functions = [f for f, _ in exercises.declared_in_source(exercises.declarations_source(name))]
     except (OSError, SyntaxError):
         functions = []
     if not functions:
@@ -567,7 +443,7 @@ def build(out: Path, runs: Path = Path("runs"), force: bool = False,
     files = {"style.css": css + "\n/* code: Pygments, style friendly */\n" + code_css}
     figures: dict[str, bytes] = {}
     rows = []
-    order = list(chapters.CHAPTERS)
+    order = list(registry.CHAPTERS)
     for i, chapter in enumerate(order):
         run = latest_run(runs, chapter.name, note)
         copied = run_figures(run, chapter.name, note)
@@ -634,12 +510,12 @@ def _runs_folder(text: str) -> Path:
         why = "a folder (your runs; default runs/)"
     except OSError as err:
         why = f"a folder (your runs; default runs/): {err.strerror}"
-    raise cli.bad_value("--runs", repr(text) if not text else text, why)
+    raise console.bad_value("--runs", repr(text) if not text else text, why)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m tfguide book [--out DIR] [--runs DIR] [--open] [--force]`."""
-    parser = cli.Parser("python -m tfguide book", "Write the chapters as a local HTML book.")
+    parser = console.Parser("python -m tfguide book", "Write the chapters as a local HTML book.")
     parser.add_argument("--out", metavar="DIR", default="book",
                         help="folder for the book (default book/)")
     parser.add_argument("--runs", metavar="DIR", default="runs",
@@ -651,16 +527,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         runs = _runs_folder(args.runs)
         _markdown()
-        out = cli.writable_folder("--out", args.out)
+        out = config.writable_folder("--out", args.out)
         index = build(out, runs, args.force)
-    except (cli.UsageError, Conflict) as err:
-        cli.fail(str(err), 2)
+    except (console.UsageError, Conflict) as err:
+        console.fail(str(err), 2)
     except MissingExtra as err:
-        cli.fail(str(err), 1)
+        console.fail(str(err), 1)
     except OSError as err:  # a disk that is full, a folder removed meanwhile
         where = f" ({err.filename})" if err.filename else ""
-        cli.fail(f"could not write the book in {args.out}: {err.strerror or err}{where}", 1)
-    with_runs = sum(latest_run(runs, c.name) is not None for c in chapters.CHAPTERS)
-    print(f"wrote {index} ({len(chapters.CHAPTERS)} chapters, {with_runs} with your run)")
+        console.fail(f"could not write the book in {args.out}: {err.strerror or err}{where}", 1)
+    with_runs = sum(latest_run(runs, c.name) is not None for c in registry.CHAPTERS)
+    print(f"wrote {index} ({len(registry.CHAPTERS)} chapters, {with_runs} with your run)")
     if args.open and not webbrowser.open(index.resolve().as_uri()):
         print(f"no web browser found here; open {index.resolve().as_uri()} in one")

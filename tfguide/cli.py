@@ -1,4 +1,4 @@
-"""The command line every chapter shares: parse, validate, run, report.
+"""Running a chapter from its command line: parse, validate, run, report.
 
 `parse` turns arguments into a `Config` and rejects bad values before any
 TensorFlow is imported; `run_chapter` is the one recipe for running a chapter
@@ -8,8 +8,10 @@ exits with status 2 and one line on stderr that names the flag, the value
 received and what is allowed.
 
 `python -m tfguide.chapters.NAME` checks its flags through
-`check_module_command_line` while the `tfguide` package loads, before the
-chapter module imports TensorFlow, so a typo is answered at once.
+`check_module_command_line` while the `tfguide.chapters` package loads, before
+the chapter module imports TensorFlow, so a typo is answered at once. The
+errors and the one-line output are `tfguide.console`'s; the value checks are
+`tfguide.config`'s.
 """
 from __future__ import annotations
 
@@ -17,7 +19,6 @@ import argparse
 import dataclasses
 import importlib
 import importlib.util
-import json
 import os
 import re
 import signal
@@ -26,85 +27,14 @@ import types
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tfguide import chapters, config, paths
-from tfguide.config import Config
+from tfguide import config, paths, registry, runs
+from tfguide.config import (Config, check, check_environment, cluster_addresses,
+                            existing_folder, output_folder)
+from tfguide.console import (Parser, SetupError, Terminated, UsageError, bad_value, choice,
+                             fail, say)
 
 
-class UsageError(Exception):
-    """A value on the command line (or in its environment) that cannot be used."""
-
-
-class SetupError(Exception):
-    """The environment cannot run tfguide as asked (a variable, a busy port); says what to do."""
-
-
-class Terminated(KeyboardInterrupt):
-    """The process was asked to stop (SIGTERM); handled like Ctrl-C, so results are kept."""
-
-
-class Parser(argparse.ArgumentParser):
-    """The parser of every tfguide command: an error is a `UsageError`, not usage text."""
-
-    def __init__(self, prog: str, description: str):
-        super().__init__(prog=prog, description=description, allow_abbrev=False)
-
-    def error(self, message: str):
-        raise UsageError(message)
-
-
-def bad_value(flag: str, value: object, allowed: str) -> UsageError:
-    """Return the error for `flag=value`, saying what is `allowed`."""
-    return UsageError(f"{flag} must be {allowed}. Received: {flag}={value}")
-
-
-def check(flag: str, text: str, check_fn: Callable[[str], object]):
-    """Parse `text` with `check_fn` (a `config` check); a bad value is a `UsageError`."""
-    try:
-        return check_fn(text)
-    except (TypeError, ValueError) as err:
-        allowed = config.describe(check_fn)
-        if allowed == "a valid value" and err.args:
-            allowed = str(err.args[0])
-        raise bad_value(flag, text, allowed) from None
-
-
-def choice(flag: str, value: str, allowed: Sequence[str]) -> str:
-    """Return `value` if it is one of `allowed`, else raise a `UsageError`."""
-    if value not in allowed:
-        raise bad_value(flag, value, "one of " + ", ".join(allowed))
-    return value
-
-
-def output_folder(flag: str, text: str) -> Path:
-    """Return `text` as a folder tfguide may create and write in."""
-    if not text:
-        raise bad_value(flag, repr(text), "a folder name (it is created if missing)")
-    try:
-        return paths.check_output_folder(Path(text))
-    except paths.PathError as err:
-        raise UsageError(f"{flag} must be a folder you can write in (it is created if "
-                         f"missing), but {err}. Received: {flag}={text}") from None
-
-
-def writable_folder(flag: str, text: str) -> Path:
-    """Return `text` as a folder this user can write in, made if missing (notebook, book)."""
-    if not text:
-        raise bad_value(flag, repr(text), "a folder name (it is created if missing)")
-    try:
-        return paths.make_folder(Path(text))
-    except paths.PathError as err:
-        raise bad_value(flag, text, f"a folder you can write in ({err})") from None
-
-
-def existing_folder(flag: str, text: str) -> Path:
-    """Return `text` as a folder that must already exist."""
-    path = Path(text).expanduser()
-    if not text or not path.is_dir():
-        raise UsageError(f"{flag} must be an existing folder. Received: {flag}={text}")
-    return path
-
-
-def build_parser(chapter: chapters.Chapter, prog: str | None = None) -> Parser:
+def build_parser(chapter: registry.Chapter, prog: str | None = None) -> Parser:
     """Return the argument parser for `chapter`: the shared flags plus its own."""
     p = Parser(prog or f"python -m {chapter.module}", f"{chapter.title}: {chapter.summary}.")
     add = p.add_argument
@@ -140,42 +70,6 @@ def build_parser(chapter: chapters.Chapter, prog: str | None = None) -> Parser:
     return p
 
 
-def _is_address(text: object) -> bool:
-    host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
-    return bool(host) and port.isdigit() and 0 < int(port) < 65536
-
-
-def cluster_addresses(raw: str) -> tuple[list[str], str]:
-    """Check a TF_CONFIG value; return (every task's "host:port", this task's).
-
-    Raises:
-        ValueError: what is wrong with it.
-    """
-    try:
-        spec = json.loads(raw)
-    except ValueError:
-        raise ValueError("it is not valid JSON") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict) \
-            or not isinstance(spec.get("task"), dict):
-        raise ValueError('it needs a "cluster" object and a "task" object')
-    cluster, task = spec["cluster"], spec["task"]
-    for job, tasks in cluster.items():
-        if job not in ("chief", "worker") or not isinstance(tasks, list) or not tasks \
-                or not all(_is_address(t) for t in tasks):
-            raise ValueError(f'cluster["{job}"] must be a list of "host:port" strings of the '
-                             f'jobs "chief" (at most one task) or "worker"')
-    if "worker" not in cluster or len(cluster.get("chief", [])) > 1:
-        raise ValueError('the cluster needs a "worker" list and at most one "chief"')
-    job, index = task.get("type"), task.get("index")
-    if job not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[job]):
-        raise ValueError(f'task {{"type": {job!r}, "index": {index!r}}} is not a task of the '
-                         f"cluster")
-    everyone = [t for j in ("chief", "worker") for t in cluster.get(j, [])]
-    if len(set(everyone)) != len(everyone):
-        raise ValueError("two tasks share one host:port")
-    return everyone, cluster[job][index]
-
-
 def _check_tf_config() -> None:
     raw = os.environ.get("TF_CONFIG")
     hint = ('set TF_CONFIG to JSON like {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
@@ -197,7 +91,7 @@ def _data_dir(args: argparse.Namespace) -> Path | None:
     return None
 
 
-def _data_name(chapter: chapters.Chapter, args: argparse.Namespace) -> str:
+def _data_name(chapter: registry.Chapter, args: argparse.Namespace) -> str:
     """Return the data set to use: a known one, or one the learner brings in --data-dir."""
     if args.data is None:
         return chapter.quick_data if args.quick else chapter.data[0]
@@ -217,7 +111,7 @@ def parse(name: str, argv: Sequence[str] | None = None) -> Config:
         UsageError: one line naming the bad flag, the value and what is allowed.
     """
     try:
-        chapter = chapters.get(name)
+        chapter = registry.get(name)
     except KeyError as err:
         raise UsageError(err.args[0]) from None
     args = build_parser(chapter).parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -262,39 +156,6 @@ def parse(name: str, argv: Sequence[str] | None = None) -> Config:
     )
 
 
-def fail(message: str, status: int) -> None:
-    """Print one `tfguide: error:` line on stderr and exit with `status`.
-
-    Control characters from user input (a file name with a newline or a
-    terminal escape) are shown escaped, so the message stays one honest line.
-    """
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
-    print(f"tfguide: error: {shown}", file=sys.stderr)
-    raise SystemExit(status)
-
-
-def say(text: str) -> None:
-    """Print to stdout; a reader that went away (`| head`) ends the command quietly."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(0) from None
-
-
-def check_environment() -> None:
-    """Refuse an environment tfguide cannot run in, before TensorFlow loads.
-
-    Raises:
-        SetupError: says what to change.
-    """
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    if backend != "tensorflow":
-        raise SetupError(f"tfguide runs Keras on TensorFlow, but the environment sets "
-                         f"KERAS_BACKEND={backend}: unset it (unset KERAS_BACKEND) or set "
-                         f"KERAS_BACKEND=tensorflow")
-
-
 def prepare(cfg: Config) -> Config:
     """Check the environment and make the run's folder: `cfg` ready to run.
 
@@ -328,7 +189,7 @@ def run_chapter(name: str, argv: Sequence[str] = (), run: Callable[[Config], dic
 
 def _run(cfg: Config, run: Callable[[Config], dict] | None) -> dict:
     if run is None:
-        run = importlib.import_module(chapters.get(cfg.chapter).module).run
+        run = importlib.import_module(registry.get(cfg.chapter).module).run
     return run(cfg)
 
 
@@ -369,7 +230,7 @@ def main(module_name: str, run: Callable[[Config], dict] | None = None,
     run_dir = cfg.run_dir
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        from tfguide import datasets, distributed, results, runtime  # imports TensorFlow
+        from tfguide import datasets, distributed, runtime  # imports TensorFlow
 
         _run(cfg, run)
     except (runtime.DeviceError, UsageError) as err:
@@ -380,9 +241,9 @@ def main(module_name: str, run: Callable[[Config], dict] | None = None,
         what = "Terminated" if isinstance(stop, Terminated) else "Interrupted"
         print(f"\n{what}. What was written so far is in {run_dir}", file=sys.stderr)
         raise SystemExit(143 if isinstance(stop, Terminated) else 130) from None
-    say(results.summary(run_dir))
+    say(runs.summary(run_dir))
     if cfg.show:
-        results.show_figures(run_dir)
+        runs.show_figures(run_dir)
 
 
 def _chapter_name(module_name: str) -> str:
@@ -400,7 +261,7 @@ def module_command(orig_argv: Sequence[str]) -> str | None:
             module = arg[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
             prefix = "tfguide.chapters."
             name = module[len(prefix):] if module.startswith(prefix) else None
-            return name if name in chapters.BY_NAME else None
+            return name if name in registry.BY_NAME else None
         if not arg.startswith("-") or arg.startswith("-c"):  # a script or a command
             return None
         i += 2 if arg in ("-X", "-W") else 1  # interpreter options that take a value

@@ -6,9 +6,14 @@ heavy is imported.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import types
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+
+from tfguide import paths
+from tfguide.console import SetupError, UsageError, bad_value
 
 DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("float32", "mixed")
@@ -128,3 +133,93 @@ def format_metric(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
+
+
+# --- Flags: a value check applied to a command-line flag raises a one-line UsageError ----
+def check(flag: str, text: str, check_fn: Callable[[str], object]):
+    """Parse `text` with `check_fn` (a check above); a bad value is a `UsageError`."""
+    try:
+        return check_fn(text)
+    except (TypeError, ValueError) as err:
+        allowed = describe(check_fn)
+        if allowed == "a valid value" and err.args:
+            allowed = str(err.args[0])
+        raise bad_value(flag, text, allowed) from None
+
+
+def output_folder(flag: str, text: str) -> Path:
+    """Return `text` as a folder tfguide may create and write in."""
+    if not text:
+        raise bad_value(flag, repr(text), "a folder name (it is created if missing)")
+    try:
+        return paths.check_output_folder(Path(text))
+    except paths.PathError as err:
+        raise UsageError(f"{flag} must be a folder you can write in (it is created if "
+                         f"missing), but {err}. Received: {flag}={text}") from None
+
+
+def writable_folder(flag: str, text: str) -> Path:
+    """Return `text` as a folder this user can write in, made if missing (notebook, book)."""
+    if not text:
+        raise bad_value(flag, repr(text), "a folder name (it is created if missing)")
+    try:
+        return paths.make_folder(Path(text))
+    except paths.PathError as err:
+        raise bad_value(flag, text, f"a folder you can write in ({err})") from None
+
+
+def existing_folder(flag: str, text: str) -> Path:
+    """Return `text` as a folder that must already exist."""
+    path = Path(text).expanduser()
+    if not text or not path.is_dir():
+        raise UsageError(f"{flag} must be an existing folder. Received: {flag}={text}")
+    return path
+
+
+def _is_address(text: object) -> bool:
+    host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+def cluster_addresses(raw: str) -> tuple[list[str], str]:
+    """Check a TF_CONFIG value; return (every task's "host:port", this task's).
+
+    Raises:
+        ValueError: what is wrong with it.
+    """
+    try:
+        spec = json.loads(raw)
+    except ValueError:
+        raise ValueError("it is not valid JSON") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict) \
+            or not isinstance(spec.get("task"), dict):
+        raise ValueError('it needs a "cluster" object and a "task" object')
+    cluster, task = spec["cluster"], spec["task"]
+    for job, tasks in cluster.items():
+        if job not in ("chief", "worker") or not isinstance(tasks, list) or not tasks \
+                or not all(_is_address(t) for t in tasks):
+            raise ValueError(f'cluster["{job}"] must be a list of "host:port" strings of the '
+                             f'jobs "chief" (at most one task) or "worker"')
+    if "worker" not in cluster or len(cluster.get("chief", [])) > 1:
+        raise ValueError('the cluster needs a "worker" list and at most one "chief"')
+    job, index = task.get("type"), task.get("index")
+    if job not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[job]):
+        raise ValueError(f'task {{"type": {job!r}, "index": {index!r}}} is not a task of the '
+                         f"cluster")
+    everyone = [t for j in ("chief", "worker") for t in cluster.get(j, [])]
+    if len(set(everyone)) != len(everyone):
+        raise ValueError("two tasks share one host:port")
+    return everyone, cluster[job][index]
+
+
+def check_environment() -> None:
+    """Refuse an environment tfguide cannot run in, before TensorFlow loads.
+
+    Raises:
+        SetupError: says what to change.
+    """
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend != "tensorflow":
+        raise SetupError(f"tfguide runs Keras on TensorFlow, but the environment sets "
+                         f"KERAS_BACKEND={backend}: unset it (unset KERAS_BACKEND) or set "
+                         f"KERAS_BACKEND=tensorflow")

@@ -59,11 +59,11 @@ def sync(text: str, root: Path = ROOT) -> str:
 
 def sync_readme(readme: Path = ROOT / "README.md") -> bool:
     """Rewrite the README's chapter table from the registry; return whether it changed."""
-    from tfguide import chapters
+    from tfguide import registry
 
     text = readme.read_text(encoding="utf-8")
     synced = re.sub(r"(<!-- chapters:start -->\n).*?(\n<!-- chapters:end -->)",
-                    lambda m: m.group(1) + chapters.markdown_table() + m.group(2), text,
+                    lambda m: m.group(1) + registry.markdown_table() + m.group(2), text,
                     flags=re.S)
     readme.write_text(synced, encoding="utf-8")
     return synced != text

@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tfguide import chapters, cli, excerpts, resources
+from tfguide import config, console, excerpts, registry, resources
+from tfguide.paths import replace_file
 
 EXTRA_HINT = ('notebooks need the "notebook" extra: pip install -e ".[notebook]" '
               '(in a checkout) or pip install "tfguide[notebook]"')
@@ -108,7 +109,7 @@ def pieces(body: str) -> list[tuple[str, str]]:
 
 
 # --- Cells that run the chapter -------------------------------------------------------
-def setup_code(chapter: chapters.Chapter) -> str:
+def setup_code(chapter: registry.Chapter) -> str:
     return f'''\
 from __future__ import annotations  # the module's own annotation rules, for the cells below
 
@@ -122,7 +123,7 @@ if importlib.util.find_spec("tfguide") is None:
 from pathlib import Path
 
 import tfguide  # quiets TensorFlow's start-up logs
-from tfguide import cli, results
+from tfguide import cli, runs
 from tfguide.chapters import {chapter.name} as chapter
 
 # The module's names (tf, keras, its helpers) are made available here, so the code cells
@@ -130,13 +131,13 @@ from tfguide.chapters import {chapter.name} as chapter
 globals().update({{k: v for k, v in vars(chapter).items() if not k.startswith("__")}})'''
 
 
-def run_code(chapter: chapters.Chapter) -> str:
+def run_code(chapter: registry.Chapter) -> str:
     return f'''\
 # Run the chapter's own experiment: the same as
 #   python -m {chapter.module} --quick
 # Remove "--quick" for the full run; any other flag of `--help` works here too.
 metrics, run_dir = cli.run_chapter({chapter.name!r}, ["--quick", "--out", "runs"])
-print(results.summary(run_dir))'''
+print(runs.summary(run_dir))'''
 
 
 FIGURES_CODE = '''\
@@ -148,7 +149,7 @@ for png in sorted((Path(run_dir) / "figures").glob("*.png")):
     display(Image(filename=str(png)))'''
 
 
-def intro_note(chapter: chapters.Chapter) -> str:
+def intro_note(chapter: registry.Chapter) -> str:
     return (f"> This notebook is made from `chapters/{chapter.name}.md` and the module "
             f"`{chapter.module}` by `python -m tfguide notebook {chapter.name}`. Run the cells "
             "in order: the first one imports tfguide (installing it if the kernel lacks it: "
@@ -180,7 +181,7 @@ def exercise_cells(name: str) -> list[tuple[str, str]]:
     from tfguide import exercises
 
     source = exercises.module_source(name)
-    declared = exercises.declared_in_source(source)
+    declared = exercises.declared_in_source(exercises.declarations_source(name))
     if not declared:
         return []
     functions = [(f, hint or "see the text above") for f, hint in declared]
@@ -203,7 +204,7 @@ def build(name: str):
     nbformat = _nbformat()
     from nbformat import v4
 
-    chapter = chapters.get(name)
+    chapter = registry.get(name)
     text = resources.chapter_text(name)
     cells = []
 
@@ -295,19 +296,6 @@ def check_target(path: Path, force: bool = False) -> None:
         raise WouldOverwrite(f"{path} {why}; move it away, or add --force to replace it")
 
 
-def replace_file(path: Path, data: bytes) -> None:
-    """Write `data` to `path` at once: a new file renamed over the old (never through a link)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write(name: str, out: Path, force: bool = False) -> Path:
     """Write chapter `name`'s notebook to `out/NAME.ipynb` and return the path.
 
@@ -328,7 +316,7 @@ def write(name: str, out: Path, force: bool = False) -> Path:
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """Parse and validate `notebook NAME|all [--out DIR] [--force]`."""
-    parser = cli.Parser("python -m tfguide notebook", "Write a chapter as a Jupyter notebook.")
+    parser = console.Parser("python -m tfguide notebook", "Write a chapter as a Jupyter notebook.")
     parser.add_argument("name", nargs="?", help="a chapter name, or `all`")
     parser.add_argument("--out", metavar="DIR", default="notebooks",
                         help="folder for NAME.ipynb (default notebooks/)")
@@ -337,11 +325,11 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
                         "write it)")
     args = parser.parse_args(list(argv))
     if args.name is None:
-        raise cli.UsageError("a chapter name (or `all`) is needed. Known chapters: "
-                             + ", ".join(chapters.BY_NAME))
-    if args.name != "all" and args.name not in chapters.BY_NAME:
-        raise cli.UsageError(f"Unknown chapter {args.name!r}. Known chapters: "
-                             + ", ".join(chapters.BY_NAME) + " (or `all`).")
+        raise console.UsageError("a chapter name (or `all`) is needed. Known chapters: "
+                             + ", ".join(registry.BY_NAME))
+    if args.name != "all" and args.name not in registry.BY_NAME:
+        raise console.UsageError(f"Unknown chapter {args.name!r}. Known chapters: "
+                             + ", ".join(registry.BY_NAME) + " (or `all`).")
     return args
 
 
@@ -349,21 +337,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     """`python -m tfguide notebook NAME|all [--out DIR] [--force]`."""
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
-    except cli.UsageError as err:
-        cli.fail(str(err), 2)
-    names = list(chapters.BY_NAME) if args.name == "all" else [args.name]
+    except console.UsageError as err:
+        console.fail(str(err), 2)
+    names = list(registry.BY_NAME) if args.name == "all" else [args.name]
     try:
         _nbformat()
-        out = cli.writable_folder("--out", args.out)
+        out = config.writable_folder("--out", args.out)
         for name in names:  # refuse before writing any
             check_target(out / f"{name}.ipynb", args.force)
         for name in names:
             print(f"wrote {write(name, out, args.force)}")
     except MissingExtra as err:
-        cli.fail(str(err), 1)
-    except (cli.UsageError, WouldOverwrite) as err:
-        cli.fail(str(err), 2)
+        console.fail(str(err), 1)
+    except (console.UsageError, WouldOverwrite) as err:
+        console.fail(str(err), 2)
     except FileNotFoundError as err:  # a chapter without its text
-        cli.fail(str(err), 1)
+        console.fail(str(err), 1)
     except OSError as err:  # a disk that is full, a folder removed meanwhile
-        cli.fail(f"could not write the notebook: {err}", 1)
+        console.fail(f"could not write the notebook: {err}", 1)

@@ -97,3 +97,16 @@ def make_run_dir(out: Path, name: str) -> Path:
     except OSError as err:
         raise PathError(f"cannot create a run folder in {parent}: {_why(err)}") from None
     raise PathError(f"cannot create a run folder in {parent}: too many runs this second")
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` at once: a new file renamed over the old (never through a link)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -196,3 +196,19 @@ def bar_chart(values: Mapping[str, float], ylabel: str, title: str = "", logy: b
     ax.tick_params(axis="x", rotation=30)
     ax.grid(alpha=0.3, axis="y")
     return fig
+
+
+def curves(series: dict[str, tuple], levels: dict[str, float], xlabel: str, ylabel: str,
+           title: str) -> Figure:
+    """Draw named (x, y) curves with dots, and named horizontal levels (baselines) behind them."""
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for label, (x, y) in series.items():
+        ax.plot(x, y, marker=".", label=label)
+    for (label, level), style in zip(levels.items(), (":", "--", "-.")):
+        ax.axhline(level, color="grey" if style == ":" else "black", linestyle=style, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tfguide import cli
+from tfguide import console
 
 MODEL_FILE = "model.keras"
 SERVABLE = ("cnn", "mlp")  # chapters whose run folders hold an image classifier
@@ -45,34 +45,34 @@ def check_run_folder(run_dir: Path) -> dict:
     """Return the results.json record of a run folder that holds a servable model.
 
     Raises:
-        cli.UsageError: not a folder, no model.keras, no readable results.json, or a run of
+        console.UsageError: not a folder, no model.keras, no readable results.json, or a run of
             a chapter whose model is not an image classifier.
     """
     run_dir = Path(run_dir)
     hint = "pass a finished cnn or mlp run folder, e.g. runs/cnn/<time>/"
     if not run_dir.is_dir():
-        raise cli.UsageError(f"{run_dir} is not a folder: {hint}")
+        raise console.UsageError(f"{run_dir} is not a folder: {hint}")
     if not (run_dir / MODEL_FILE).is_file():
-        raise cli.UsageError(f"{run_dir} holds no {MODEL_FILE}: {hint}")
+        raise console.UsageError(f"{run_dir} holds no {MODEL_FILE}: {hint}")
     try:
         record = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
         chapter, data = record["chapter"], record["data"]
         shape = tuple(int(n) for n in data["shape"])
         assert isinstance(data["name"], str) and len(shape) == 3
     except (OSError, ValueError, KeyError, TypeError, AssertionError):
-        raise cli.UsageError(f"{run_dir} has no readable results.json saying what data its "
+        raise console.UsageError(f"{run_dir} has no readable results.json saying what data its "
                              f"model was trained on: {hint}") from None
     if chapter not in SERVABLE:
-        raise cli.UsageError(f"{run_dir} is a {chapter} run, whose model is not an image "
+        raise console.UsageError(f"{run_dir} is a {chapter} run, whose model is not an image "
                              f"classifier: {hint}")
     return record
 
 
 def latest_model_run(out: Path, chapter: str = "cnn") -> Path | None:
     """Return the newest finished run of `chapter` under `out` if it holds a model, else None."""
-    from tfguide import book
+    from tfguide import runs
 
-    run = book.latest_run(Path(out), chapter)
+    run = runs.latest_run(Path(out), chapter)
     return run.dir if run is not None and (run.dir / MODEL_FILE).is_file() else None
 
 
@@ -80,7 +80,7 @@ def load_model(run_dir: Path, record: dict):
     """Load the run's model in Keras safe mode and check it classifies its data's images.
 
     Raises:
-        cli.UsageError: the file does not load, or the model's input or output does not
+        console.UsageError: the file does not load, or the model's input or output does not
             match the data recorded in results.json.
     """
     import keras
@@ -89,13 +89,13 @@ def load_model(run_dir: Path, record: dict):
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)  # no optimizer
     except Exception as err:  # damaged zip, unknown layer, unsafe lambda, ...
-        raise cli.UsageError(f"{path} does not load ({type(err).__name__}: "
+        raise console.UsageError(f"{path} does not load ({type(err).__name__}: "
                              f"{str(err).splitlines()[0][:120] if str(err) else ''}): run the "
                              f"chapter again to save a fresh model") from None
     data = record["data"]
     want_in, want_out = (None, *data["shape"]), (None, int(data["classes"]))
     if tuple(model.input_shape) != want_in or tuple(model.output_shape) != want_out:
-        raise cli.UsageError(f"{path} takes {model.input_shape} and returns "
+        raise console.UsageError(f"{path} takes {model.input_shape} and returns "
                              f"{model.output_shape}, but an image classifier for "
                              f"{data['name']} takes {want_in} and returns {want_out}: pass "
                              f"the run folder this model was trained in")
@@ -104,19 +104,19 @@ def load_model(run_dir: Path, record: dict):
 
 # --- Image files ------------------------------------------------------------------------
 def check_image(path: Path) -> None:
-    """Raise cli.UsageError unless `path` is a file that decodes as an image."""
+    """Raise console.UsageError unless `path` is a file that decodes as an image."""
     from PIL import Image
 
     path = Path(path)
     if not path.exists():
-        raise cli.UsageError(f"{path} does not exist: give the path of an image file")
+        raise console.UsageError(f"{path} does not exist: give the path of an image file")
     if not path.is_file():
-        raise cli.UsageError(f"{path} is not a file: give image files, not folders")
+        raise console.UsageError(f"{path} is not a file: give image files, not folders")
     try:
         with Image.open(path) as img:
             img.load()  # decode every pixel: a truncated file fails here
     except Exception as err:  # Pillow raises several kinds for files it cannot read
-        raise cli.UsageError(f"{path} is not an image Pillow can decode ({type(err).__name__}); "
+        raise console.UsageError(f"{path} is not an image Pillow can decode ({type(err).__name__}); "
                              f"give a PNG or JPEG file") from None
 
 
@@ -204,14 +204,14 @@ def classify(model, images: Sequence[np.ndarray]) -> np.ndarray:
 # --- Command line -----------------------------------------------------------------------
 def parse(argv: Sequence[str]) -> tuple[Path, dict, list[Path]]:
     """Check the command line (no TensorFlow): return the run folder, its record, the images."""
-    parser = cli.Parser("python -m tfguide predict",
+    parser = console.Parser("python -m tfguide predict",
                         "Print the top-3 classes of a trained model for each image file. "
                         + CONVERSION)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished cnn or mlp run folder")
     parser.add_argument("images", metavar="IMAGE", nargs="*", help="image files to classify")
     args = parser.parse_args(list(argv))
     if not args.images:
-        raise cli.UsageError("give at least one image file after RUN_DIR: "
+        raise console.UsageError("give at least one image file after RUN_DIR: "
                              "python -m tfguide predict RUN_DIR IMAGE [IMAGE ...]")
     run_dir = Path(args.run_dir).expanduser()
     record = check_run_folder(run_dir)
@@ -225,15 +225,15 @@ def main(argv: Sequence[str]) -> None:
     """Classify image files with a run's model and print the top-3 classes of each."""
     try:
         run_dir, record, paths = parse(argv)
-    except cli.UsageError as err:
-        cli.fail(str(err), 2)
+    except console.UsageError as err:
+        console.fail(str(err), 2)
 
     from tfguide import datasets  # imports TensorFlow
 
     try:
         model = load_model(run_dir, record)
-    except cli.UsageError as err:
-        cli.fail(str(err), 2)
+    except console.UsageError as err:
+        console.fail(str(err), 2)
     data = record["data"]
     source = datasets.SOURCES.get(data["name"])
     classes = source.classes if source else tuple(str(i) for i in range(data["classes"]))

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib
 import json
 import os
 import platform
@@ -40,7 +39,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from tfguide import chapters, cli, resources
+from tfguide import cli, console, registry, resources
 from tfguide.config import format_metric
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,7 +167,7 @@ def write_race(name: str) -> Path | None:
     from tfguide import bench, runtime  # imports TensorFlow
     from tfguide.config import Config
 
-    if not hasattr(importlib.import_module(chapters.get(name).module), "bench_race"):
+    if not bench.has_race(name):
         return None
     rt = runtime.configure(Config(chapter=name))
     race = bench.chapter_race(name, quick=False, seed=0, build=rt.build)
@@ -247,7 +246,7 @@ def sync_file(name: str) -> bool:
 
 # --- Command line -------------------------------------------------------------------------------
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = cli.Parser("python -m tfguide record",
+    p = console.Parser("python -m tfguide record",
                    "Record a chapter's reference run and fill its text's numbers from it.")
     p.add_argument("name", nargs="?", help="a chapter name, or `all`")
     p.add_argument("--full", action="store_true", help="record the full run (slow), not --quick")
@@ -257,19 +256,19 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="only refresh the texts' numbers from the existing records")
     args = p.parse_args(list(argv))
     if args.name is None:
-        raise cli.UsageError("a chapter name (or `all`) is needed. Known chapters: "
-                             + ", ".join(chapters.BY_NAME))
+        raise console.UsageError("a chapter name (or `all`) is needed. Known chapters: "
+                             + ", ".join(registry.BY_NAME))
     if args.name != "all":
-        cli.choice("NAME", args.name, [*chapters.BY_NAME, "all"])
+        console.choice("NAME", args.name, [*registry.BY_NAME, "all"])
     return args
 
 
 def main(argv: Sequence[str]) -> None:
     try:
         args = parse(argv)
-    except cli.UsageError as err:
-        cli.fail(str(err), 2)
-    names = list(chapters.BY_NAME) if args.name == "all" else [args.name]
+    except console.UsageError as err:
+        console.fail(str(err), 2)
+    names = list(registry.BY_NAME) if args.name == "all" else [args.name]
     for name in names:
         if args.race:
             path = write_race(name)
@@ -286,6 +285,6 @@ def main(argv: Sequence[str]) -> None:
         try:
             changed = sync_file(name)
         except KeyError as err:
-            cli.fail(err.args[0], 1)
+            console.fail(err.args[0], 1)
         print(f"chapters/{name}.md: {'numbers refreshed' if changed else 'up to date'}")
     print(f"recorded on {dt.date.today()}, {machine()}", file=sys.stderr)

@@ -27,8 +27,8 @@ from typing import Any, Mapping, Sequence
 
 import keras
 
-from tfguide import cli, datasets, paths, runtime
-from tfguide.config import Config, format_metric
+from tfguide import console, datasets, paths, runtime
+from tfguide.config import Config
 
 
 def json_value(value: Any) -> Any:
@@ -70,7 +70,7 @@ class Experiment:
     def __exit__(self, exc_type, exc, tb) -> None:
         status = "ok"
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
-            status = "terminated" if issubclass(exc_type, cli.Terminated) else "interrupted"
+            status = "terminated" if issubclass(exc_type, console.Terminated) else "interrupted"
         elif exc_type is not None:
             status = "failed"
         self.write_results(status, error=None if exc is None else f"{exc_type.__name__}: {exc}")
@@ -98,7 +98,7 @@ class Experiment:
     def _check_batch_size(self, n_train: int, name: str) -> None:
         """Refuse a `--batch-size` the data cannot fill, now that its size is known."""
         if self.cfg.batch_size > n_train:
-            raise cli.UsageError(f"--batch-size must be at most the {n_train:,} training "
+            raise console.UsageError(f"--batch-size must be at most the {n_train:,} training "
                                  f"examples of {name}. Received: --batch-size="
                                  f"{self.cfg.batch_size}")
 
@@ -225,44 +225,3 @@ class GraphSummary(keras.callbacks.Callback):
         graph = forward.get_concrete_function(*specs).graph
         with tf.summary.create_file_writer(str(self.log_dir)).as_default():
             tf.summary.graph(graph)
-
-
-def load_results(run_dir: Path) -> dict:
-    """Read a run folder's results.json."""
-    return json.loads((Path(run_dir) / "results.json").read_text())
-
-
-def summary(run_dir: Path) -> str:
-    """Return the short table printed at the end of a run."""
-    r = load_results(run_dir)
-    rt, data = r["runtime"], r.get("data") or {}
-    width = max([len(k) for k in r["metrics"]] + [8])
-    lines = [f"\n{r['chapter']}: {r['status']} in {r['wall_s']:.1f} s", "-" * (width + 16)]
-    lines += [f"  {name:<{width}}  {format_metric(value)}" for name, value in r["metrics"].items()]
-    lines.append("-" * (width + 16))
-    jit = "on" if rt["jit"] else "off"
-    if rt.get("jit_mode") == "auto":  # a chapter may still compile a model with XLA
-        jit = f"auto ({jit})"
-    lines.append(f"  runtime  {rt['device']}, {rt['precision']}, jit {jit}, "
-                 f"strategy {rt['strategy']} ({rt['replicas']} replica"
-                 f"{'s' if rt['replicas'] != 1 else ''})")
-    if data:
-        lines.append(f"  data     {data['name']} ({data['source']}): "
-                     f"{data['train']:,} train, {data['test']:,} test")
-    figures = [f for f in r["files"] if f.startswith("figures/")]
-    others = [f for f in r["files"] if not f.startswith("figures/")] + ["results.json"]
-    lines.append(f"  files    {run_dir}/")
-    lines.append(f"           {', '.join(sorted(set(others)))}, {len(figures)} figures")
-    return "\n".join(lines)
-
-
-def show_figures(run_dir: Path) -> None:
-    """Open the run's figures in windows (for `--show`)."""
-    import matplotlib.pyplot as plt
-
-    for path in sorted((Path(run_dir) / "figures").glob("*.png")):
-        fig = plt.figure(path.stem)
-        ax = fig.add_axes((0, 0, 1, 1))
-        ax.imshow(plt.imread(path))
-        ax.axis("off")
-    plt.show()

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfguide.config import Config
+from tfguide.config import Config, cluster_addresses
 
 GPU_HINT = ("install GPU support with `pip install -e \".[gpu]\"` (Linux with an NVIDIA driver) "
             "and check `nvidia-smi`, or run with --device cpu")
@@ -140,10 +140,10 @@ def _make_strategy(name: str, device: str) -> tuple[str, tf.distribute.Strategy]
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "one"
     if name == "multiworker":
-        from tfguide import cli, distributed
+        from tfguide import distributed
 
         try:
-            addresses, own = cli.cluster_addresses(os.environ.get("TF_CONFIG", ""))
+            addresses, own = cluster_addresses(os.environ.get("TF_CONFIG", ""))
         except ValueError as err:
             raise DeviceError(f"--strategy multiworker needs a valid TF_CONFIG ({err}); see "
                               f"README, 'Several machines'.") from None

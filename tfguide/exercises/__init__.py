@@ -39,7 +39,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from tfguide import chapters, cli
+from tfguide import config, console, registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +72,16 @@ def worst(errors: Sequence[tuple[str, float]], tolerance: float) -> Proof:
     return Proof(float(error), tolerance, case)
 
 
+def exercise_module(name: str) -> str:
+    """Return the module that declares chapter `name`'s exercises: tfguide.exercises.NAME."""
+    registry.get(name)  # a KeyError names the known chapters
+    own = f"tfguide.exercises.{name}"
+    return own if importlib.util.find_spec(own) is not None else registry.get(name).module
+
+
 def declared(name: str) -> tuple[Exercise, ...]:
-    """Return the exercises chapter `name` declares (importing it)."""
-    module = importlib.import_module(chapters.get(name).module)
+    """Return the exercises of chapter `name` (importing the module that declares them)."""
+    module = importlib.import_module(exercise_module(name))
     return tuple(getattr(module, "EXERCISES", ()))
 
 
@@ -101,7 +108,13 @@ def declared_in_source(source: str) -> list[tuple[str, str | None]]:
 
 def module_source(name: str) -> str:
     """Return chapter `name`'s module source (without importing it)."""
-    spec = importlib.util.find_spec(chapters.get(name).module)
+    spec = importlib.util.find_spec(registry.get(name).module)
+    return Path(spec.origin).read_text(encoding="utf-8")
+
+
+def declarations_source(name: str) -> str:
+    """Return the source of the module declaring chapter `name`'s exercises (without importing it)."""
+    spec = importlib.util.find_spec(exercise_module(name))
     return Path(spec.origin).read_text(encoding="utf-8")
 
 
@@ -212,7 +225,7 @@ def write_scaffold(name: str, out: Path, force: bool = False) -> Path:
         raise FileExistsError(f"{path} exists (your work?): check it with python -m tfguide "
                               f"check {name} {path}, or add --force to replace it")
     source = module_source(name)
-    functions = declared_in_source(source)
+    functions = declared_in_source(declarations_source(name))
     if any(hint is None for _, hint in functions):  # a hint built from names: ask the module
         functions = [(e.function, e.hint) for e in declared(name)]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -328,14 +341,14 @@ def report(verdicts: Sequence[Verdict]) -> str:
 # --- Command lines ---------------------------------------------------------------------------
 def _chapter_arg(args: argparse.Namespace) -> str:
     if args.name is None:
-        raise cli.UsageError("a chapter name is needed. Known chapters: "
-                             + ", ".join(chapters.BY_NAME))
-    return cli.choice("NAME", args.name, list(chapters.BY_NAME))
+        raise console.UsageError("a chapter name is needed. Known chapters: "
+                             + ", ".join(registry.BY_NAME))
+    return console.choice("NAME", args.name, list(registry.BY_NAME))
 
 
 def exercise_main(argv: Sequence[str]) -> None:
     """`python -m tfguide exercise NAME [--out DIR] [--force]`."""
-    p = cli.Parser("python -m tfguide exercise",
+    p = console.Parser("python -m tfguide exercise",
                    "Write a chapter's from-scratch functions as exercises to fill in.")
     p.add_argument("name", nargs="?", help="a chapter name")
     p.add_argument("--out", default="exercises", metavar="DIR",
@@ -344,46 +357,46 @@ def exercise_main(argv: Sequence[str]) -> None:
     try:
         args = p.parse_args(list(argv))
         name = _chapter_arg(args)
-        out = cli.output_folder("--out", args.out)
-    except cli.UsageError as err:
-        cli.fail(str(err), 2)
+        out = config.output_folder("--out", args.out)
+    except console.UsageError as err:
+        console.fail(str(err), 2)
     try:
-        functions = [f for f, _ in declared_in_source(module_source(name))]  # no TensorFlow
+        functions = [f for f, _ in declared_in_source(declarations_source(name))]  # no TensorFlow
         if not functions:
-            cli.fail(f"{name} has no from-scratch function to write: its text says why", 2)
+            console.fail(f"{name} has no from-scratch function to write: its text says why", 2)
         path = write_scaffold(name, out, args.force)
     except FileExistsError as err:
-        cli.fail(str(err), 2)
+        console.fail(str(err), 2)
     except OSError as err:
-        cli.fail(f"cannot write the exercise file in {out}: {err.strerror}", 2)
+        console.fail(f"cannot write the exercise file in {out}: {err.strerror}", 2)
     listed = ", ".join(functions)
-    cli.say(f"wrote {path}: {listed}\nfill them in, then run: python -m tfguide check {name}"
+    console.say(f"wrote {path}: {listed}\nfill them in, then run: python -m tfguide check {name}"
             f"{'' if path == Path('exercises') / f'{name}.py' else f' {path}'}")
 
 
 def check_main(argv: Sequence[str]) -> None:
     """`python -m tfguide check NAME [FILE]`."""
-    p = cli.Parser("python -m tfguide check",
+    p = console.Parser("python -m tfguide check",
                    "Prove your from-scratch functions the way the chapter proves its own.")
     p.add_argument("name", nargs="?", help="a chapter name")
     p.add_argument("file", nargs="?", help="your exercise file (default exercises/NAME.py)")
     try:
         args = p.parse_args(list(argv))
         name = _chapter_arg(args)
-    except cli.UsageError as err:
-        cli.fail(str(err), 2)
+    except console.UsageError as err:
+        console.fail(str(err), 2)
     path = Path(args.file or f"exercises/{name}.py").expanduser()
     if not path.is_file():
         hint = f"; make it with python -m tfguide exercise {name}" if not args.file else ""
-        cli.fail(f"no exercise file {path}{hint}", 2)
+        console.fail(f"no exercise file {path}{hint}", 2)
     try:
         verdicts = check(name, path)
     except LearnerError as err:
         print(f"tfguide: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     if not verdicts:
-        cli.fail(f"{name} has no from-scratch function to check", 2)
-    cli.say(report(verdicts))
+        console.fail(f"{name} has no from-scratch function to check", 2)
+    console.say(report(verdicts))
     passed = sum(v.status == "PASS" for v in verdicts)
-    cli.say(f"\n{passed} of {len(verdicts)} pass")
+    console.say(f"\n{passed} of {len(verdicts)} pass")
     raise SystemExit(0 if passed == len(verdicts) else 1)

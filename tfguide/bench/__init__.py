@@ -11,12 +11,13 @@ In one run, on one machine, it measures:
    epochs of the two alternate, so both see the same machine load;
 3. model FLOPs per sample, counted analytically from the layers (see
    `forward_flops`), and the model-FLOP utilisation (MFU) of the measured peak;
-4. for each chapter that declares a race (`bench_race`: the CNN to 97% test
+4. for each chapter that has a race (`race`: the CNN to 97% test
    accuracy, the language model to a validation loss), the time its recipe
    takes to reach the target beside a reference recipe, as a ratio.
 
-Every chapter declares what bench borrows from it: `bench_workload` (its main
-model and data) and, optionally, `bench_race`; bench iterates the registry.
+What bench times of each chapter is declared beside it, in `tfguide/bench/NAME.py`:
+`workload` (the chapter's main model and data) and, optionally, `race`; bench
+iterates the registry. The clocks a race needs are in `tfguide/bench/workloads.py`.
 
 It prints a table and writes `bench.json` and `figures/throughput.png` into
 `runs/bench/<time>/` (or `--out`).
@@ -24,8 +25,8 @@ It prints a table and writes `bench.json` and `figures/throughput.png` into
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
+import importlib.util
 import json
 import re
 import statistics
@@ -34,13 +35,14 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tfguide import chapters, cli, config, paths
+from tfguide import config, console, paths, registry
+from tfguide.bench.workloads import Workload
 
 
 # --- Command line (checked before TensorFlow loads) ----------------------------------
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """Parse and validate the bench flags."""
-    p = cli.Parser("python -m tfguide bench",
+    p = console.Parser("python -m tfguide bench",
                    "Measure tfguide's training speed beside plain Keras.")
     p.add_argument("--chapters", nargs="+", metavar="NAME", help="chapters to measure "
                    "(default: every chapter)")
@@ -55,14 +57,14 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--seed", default="0", metavar="N")
     args = p.parse_args(list(argv))
     for name in args.chapters or []:
-        cli.choice("--chapters", name, list(chapters.BY_NAME))
-    args.chapters = args.chapters or list(chapters.BY_NAME)
-    cli.choice("--device", args.device, config.DEVICES)
-    cli.choice("--precision", args.precision, config.PRECISIONS)
-    cli.choice("--jit", args.jit, config.JIT_MODES)
-    args.repeat = cli.check("--repeat", args.repeat, config.positive_int)
-    args.seed = cli.check("--seed", args.seed, config.seed)
-    args.out = cli.output_folder("--out", args.out)
+        console.choice("--chapters", name, list(registry.BY_NAME))
+    args.chapters = args.chapters or list(registry.BY_NAME)
+    console.choice("--device", args.device, config.DEVICES)
+    console.choice("--precision", args.precision, config.PRECISIONS)
+    console.choice("--jit", args.jit, config.JIT_MODES)
+    args.repeat = config.check("--repeat", args.repeat, config.positive_int)
+    args.seed = config.check("--seed", args.seed, config.seed)
+    args.out = config.output_folder("--out", args.out)
     return args
 
 
@@ -127,59 +129,32 @@ def forward_flops(model, input_spec) -> float:
                        if not any(scope.search(op.name) for scope in recurrent))
 
 
-# --- Workloads ------------------------------------------------------------------------
-@dataclasses.dataclass
-class Workload:
-    """A chapter's main model and the arrays to time it on (its `bench_workload`)."""
-
-    build: Callable  # () -> a compiled keras.Model; bench builds it through Runtime.build
-    x: object
-    y: object  # None for a model that trains on x alone (the VAE)
-    batch_size: int
-    note: str
+# --- What each chapter lends: tfguide/bench/NAME.py ---------------------------------------
+def _declared(name: str, what: str) -> Callable | None:
+    """Return `what` (workload or race) from tfguide/bench/NAME.py, or None if it has none."""
+    module = f"tfguide.bench.{registry.get(name).name}"
+    if importlib.util.find_spec(module) is None:
+        return None
+    return getattr(importlib.import_module(module), what, None)
 
 
-def synthetic_images(shape: tuple[int, ...], n: int, classes: int, seed: int):
-    """Random images in [0, 1) and labels: speed does not depend on the values."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    return (rng.random((n, *shape), dtype=np.float32),
-            rng.integers(0, classes, size=n).astype("int32"))
-
-
-def image_workload(name: str, make: Callable, quick: bool, seed: int,
-                   labels: bool = True) -> Workload:
-    """Chapter `name`'s image model on random MNIST-shaped images, with its batch size.
-
-    Args:
-        make: `make(shape, learning_rate)` builds and compiles the model.
-        labels: False for a model that trains on the images alone (the VAE).
-    """
-    defaults = chapters.get(name)
-    shape = (28, 28, 1)
-    x, y = synthetic_images(shape, 4096 if quick else 16384, 10, seed)
-    return Workload(build=lambda: make(shape, defaults.learning_rate), x=x,
-                    y=y if labels else None, batch_size=defaults.batch_size,
-                    note=f"build_model({shape}) on {len(x)} random MNIST-shaped images")
-
-
-def _chapter_module(name: str):
-    return importlib.import_module(chapters.get(name).module)
+def has_race(name: str) -> bool:
+    """Whether chapter `name` has a race (its recipe against a reference recipe)."""
+    return _declared(name, "race") is not None
 
 
 def chapter_workload(name: str, quick: bool, seed: int) -> Workload | None:
-    """Return chapter `name`'s declared workload, or None if it has no main model to time."""
-    declared = getattr(_chapter_module(name), "bench_workload", None)
+    """Return chapter `name`'s workload, or None if it has no main model to time."""
+    declared = _declared(name, "workload")
     return declared(quick=quick, seed=seed) if declared else None
 
 
 def chapter_race(name: str, quick: bool, seed: int, build: Callable) -> dict | None:
-    """Run chapter `name`'s declared race (its recipe vs a reference, to a target), if any.
+    """Run chapter `name`'s race (its recipe vs a reference, to a target), if it has one.
 
     `build` is the run's `Runtime.build`: the race builds both recipes' models with it.
     """
-    declared = getattr(_chapter_module(name), "bench_race", None)
+    declared = _declared(name, "race")
     return declared(quick=quick, seed=seed, build=build) if declared else None
 
 
@@ -283,8 +258,7 @@ def run(args: argparse.Namespace) -> dict:
     (run_dir / "figures").mkdir()
     works = {name: chapter_workload(name, args.quick, args.seed) for name in args.chapters}
     racing = [] if args.no_race else [
-        name for name in args.chapters
-        if hasattr(importlib.import_module(chapters.get(name).module), "bench_race")]
+        name for name in args.chapters if has_race(name)]
     timed = [w for w in works.values() if w is not None]
     progress = keras.utils.Progbar(1 + len(timed) * (args.repeat + 1) + len(racing),
                                    unit_name="task")
@@ -335,20 +309,20 @@ def _machine() -> str:
 def main(argv: Sequence[str]) -> None:
     try:
         args = parse(argv)
-    except cli.UsageError as err:
-        cli.fail(str(err), 2)
+    except console.UsageError as err:
+        console.fail(str(err), 2)
     try:
-        cli.check_environment()
-    except cli.SetupError as err:
-        cli.fail(str(err), 1)
+        config.check_environment()
+    except console.SetupError as err:
+        console.fail(str(err), 1)
     try:
         from tfguide import runtime  # imports TensorFlow
 
         run(args)
     except runtime.DeviceError as err:
-        cli.fail(str(err), 2)
+        console.fail(str(err), 2)
     except paths.PathError as err:
-        cli.fail(f"--out cannot be used: {err}. Received: --out={args.out}", 2)
+        console.fail(f"--out cannot be used: {err}. Received: --out={args.out}", 2)
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
         raise SystemExit(130) from None
