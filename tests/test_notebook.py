@@ -298,3 +298,14 @@ def test_every_exercise_has_a_cell_to_write_it_and_a_cell_to_check_it():
         stub = next(i for i, s in enumerate(sources) if s.startswith(f"def {function}("))
         assert "raise NotImplementedError" in sources[stub]
         assert f"exercises.check_function({name!r}, {function!r}, {function})" in sources[stub + 1]
+
+
+def test_links_to_other_texts_still_lead_there_from_the_notebooks_folder(monkeypatch):
+    text = ("# T\n\nSee the [glossary](GLOSSARY.md), [cnn](cnn.md#the-idea) and "
+            "[keras.io](https://keras.io/a.md).\n\n## Run it\n\nRun.\n")
+    monkeypatch.setattr(resources, "chapter_text", lambda name: text)
+    md = markdown(notebook.build(NAMES[0]))
+    assert "[cnn](../chapters/cnn.md#the-idea)" in md
+    assert "(https://keras.io/a.md)" in md, "an address with a scheme is left alone"
+    assert "[glossary](../chapters/GLOSSARY.md)" in md
+    assert (notebook.Path(__file__).parent.parent / "chapters" / "GLOSSARY.md").is_file()

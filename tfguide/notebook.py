@@ -154,10 +154,14 @@ def intro_note(chapter: registry.Chapter) -> str:
             f"`{chapter.module}` by `python -m tfguide notebook {chapter.name}`. Run the cells "
             "in order: the first one imports tfguide (installing it if the kernel lacks it: "
             "on Colab, set `TFGUIDE` to a wheel you uploaded or a repository URL), the code "
-            "cells hold the module's own source, and the run cell calls the module's `run`.")
+            "cells hold the module's own source, and the run cell calls the module's `run`. "
+            "A term in **bold** is explained where it first appears and listed in the "
+            f"[glossary]({TEXTS_LINK}GLOSSARY.md).")
 
 
 # --- The notebook ---------------------------------------------------------------------
+TEXTS_LINK = "../chapters/"  # from notebooks/ (the default --out) to the texts of a checkout
+PAGE_LINK = re.compile(r"\]\((?P<page>[A-Za-z_]+\.md)(?P<anchor>#[\w\-]*)?\)")
 FIGURE_LINK = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<path>figures/[\w\-]+/[\w\-.]+\.png)\)")
 
 
@@ -213,6 +217,8 @@ def build(name: str):
         attachments = {}
         if kind == "markdown":
             source, attachments = attach_figures(source)
+            source = PAGE_LINK.sub(lambda m: f"]({TEXTS_LINK}{m['page']}{m['anchor'] or ''})",
+                                   source)  # another text (GLOSSARY.md, cnn.md) from notebooks/
         cell = make(source, id=f"{name[:50]}-{len(cells):03d}")
         if attachments:
             cell.attachments = attachments
