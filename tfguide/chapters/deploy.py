@@ -176,11 +176,18 @@ def export_savedmodel(serving: keras.Model, model_dir: Path) -> Path:
     """Export to TF Serving's layout, model_dir/<version>/, the next version number.
 
     The SavedModel's `serving_default` signature takes `pixels` and returns
-    `probabilities`, the names of the model's input and output.
+    `probabilities`, the names of the model's input and output. It is written
+    under a name that is not a number, which TF Serving ignores, and renamed to
+    its version only once complete: a server watching model_dir never loads half.
     """
     versions = [int(p.name) for p in model_dir.glob("*") if p.name.isdigit()]
     version_dir = model_dir / str(max(versions, default=0) + 1)
-    serving.export(version_dir, format="tf_saved_model", verbose=False)
+    partial = model_dir / f".{version_dir.name}.partial"
+    try:
+        serving.export(partial, format="tf_saved_model", verbose=False)
+        partial.rename(version_dir)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # what a failed export left behind
     return version_dir
 # [end:export]
 
