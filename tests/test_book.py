@@ -249,6 +249,23 @@ def test_values_from_results_are_escaped_where_they_land(tmp_path, base, one_cha
         assert not [t for t, a in Tags(html).tags if (t == "img" and not is_text_figure(a.get("src", ""))) or "onerror" in a], page
 
 
+def test_raw_html_in_a_text_reaches_the_page_as_text_except_the_folds():
+    """A results file's markup, copied into a text, is shown, never run (#2)."""
+    md, _ = book._markdown()
+    text = ("# T\n\nOn <!-- result: machine -->x<script>alert(1)</script><!-- /result --> it"
+            " ran.\n\n<!-- result: date -->2026 <img src=x onerror=alert(2)><!-- /result --> "
+            "was the day.\n\n<p onclick=\"alert(3)\">raw</p>\n\n| metric | value |\n"
+            "| --- | --- |\n| `loss` | <!-- result: loss | .4f -->0.2500<!-- /result --> |\n\n"
+            "<details>\n<summary>Answer</summary>\n\nThe *answer*.\n\n</details>\n")
+    _, page, _ = book.render_text(md, FIRST, text)
+    tags = Tags(page).tags
+    assert not [t for t, a in tags if t in ("script", "img") or any(k.startswith("on") for k in a)]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "onerror=alert(2)&gt;" in page
+    assert "<td>0.2500</td>" in page, "a marker's `|` does not split its table cell"
+    assert "<details>" in page and "<summary>Answer</summary>" in page
+    assert "<em>answer</em>" in page and "<!--" not in page
+
+
 def wrong(**changes):
     return lambda r: {**r, **changes}
 

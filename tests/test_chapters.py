@@ -50,7 +50,7 @@ def test_quick_run_reproduces_the_recorded_run(quick_run, name):
     metrics, _ = quick_run(name)
     recorded = record.load(name)
     assert recorded["command"] == f"python -m tfguide.chapters.{name} --quick"
-    problems = record.compare(recorded["metrics"], metrics)
+    problems = record.compare(recorded["metrics"], metrics, recorded.get("spread"))
     assert not problems, (f"{name}'s quick run moved from chapters/results/{name}.json "
                           f"(re-record with python -m tfguide record {name}): {problems}")
 
@@ -72,6 +72,16 @@ def test_a_metric_added_or_dropped_is_a_difference():
                                                                 "(re-record)"]
     assert record.compare({"a": 1.0, "b": 2.0}, {"a": 1.0}) == ["b: recorded but no longer "
                                                                 "produced"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_quick_record_carries_its_spread_over_seeds(name):
+    recorded = record.load(name)
+    assert len(recorded.get("seeds", [])) >= 2, f"re-record with python -m tfguide record {name}"
+    assert set(recorded["spread"]) == {n for n, v in recorded["metrics"].items()
+                                       if isinstance(v, (int, float))}
+    moved = [n for n, s in recorded["spread"].items() if s and record.tolerance(n)[0] == "exact"]
+    assert not moved, f"{moved} depend on the seed: they cannot be compared exactly"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -148,7 +158,7 @@ def test_a_bare_key_is_a_metric_unless_it_is_the_records_own(tmp_path, monkeypat
     filled = record.sync("demo", text)
     values = [v for v in re.findall(r"-->([^<]*)<!-- /result", filled)]
     assert values == ["0.2500", "4.6", "2026-11-25", "42", "1.0000", "0.68", "750"]
-    with pytest.raises(KeyError, match="prefix must be full: or race:"):
+    with pytest.raises(record.RecordError, match="prefix must be full:, race: or spread:"):
         record.sync("demo", "<!-- result: fast:loss -->?<!-- /result -->")
 
 

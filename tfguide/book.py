@@ -9,7 +9,9 @@ moved or zipped). A chapter with no run shows the command that makes one.
 
 Everything a page needs is in the output folder: no web fonts, scripts or CDN. Markdown is
 rendered with markdown-it-py and code highlighted with Pygments (the `book` extra; both
-also come with Keras, through rich). Nothing here imports TensorFlow.
+also come with Keras, through rich). Nothing here imports TensorFlow. A text's numbers come
+from results files, so its raw HTML is not trusted either: only `<details>`/`<summary>`
+folds and the include captions become HTML; any other tag is shown as text.
 
 The book is meant to be copied and shared, so it trusts no name or value from `runs/`:
 everything that reaches a page is escaped for where it lands (text, attribute, URL); a
@@ -46,6 +48,11 @@ MARKER = ".tfguide-book"  # the book's record of the files it wrote (path: SHA-2
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_FIGURE = 64 << 20  # bytes; no figure a chapter saves comes near it
 INCLUDE = re.compile(r"^<!-- include: (?P<path>[\w/.\-]+):(?P<name>[\w\-]+) -->$", re.M)
+# Raw HTML in a text reaches a page only as these folds; a number's result marker is dropped
+# and its value stays as text (record writes values escaped; this holds if one is not).
+RESULT = re.compile(r"<!-- /?result(?:: [^<>]*?)? -->")
+FOLDS = re.compile(r"<details(?: open)?>|</details>|</?summary>", re.I)
+TAG = re.compile(r"<!--.*?-->|<[^<>]*>?", re.S)
 
 
 class MissingExtra(ImportError):
@@ -134,9 +141,30 @@ def _slug(text: str, seen: set[str]) -> str:
     return slug
 
 
+def _safe_html(raw: str) -> str:
+    """Return a text's raw HTML as a page may show it: the folds kept, any other tag shown
+    as text, comments dropped, the rest escaped (character references kept)."""
+    out, pos = [], 0
+    for m in TAG.finditer(raw):
+        out.append(re.sub(r"&(?!#?\w+;)", "&amp;", raw[pos:m.start()])
+                   .replace("<", "&lt;").replace(">", "&gt;"))
+        tag = m.group()
+        if FOLDS.fullmatch(tag):
+            out.append(tag)
+        elif not tag.startswith("<!--"):
+            out.append(html.escape(tag))
+        pos = m.end()
+    out.append(re.sub(r"&(?!#?\w+;)", "&amp;", raw[pos:]).replace(">", "&gt;"))
+    return "".join(out)
+
+
 def render_text(md, name: str, text: str) -> tuple[str, str, list[tuple[str, str]]]:
-    """Render a chapter text; return (title, HTML, [(section id, heading)])."""
-    text = INCLUDE.sub(lambda m: f'<p class="src">{html.escape(m["path"])}</p>\n', text)
+    """Render a chapter text; return (title, HTML, [(section id, heading)]).
+
+    The text's own raw HTML is not trusted (its numbers come from results files): only the
+    `<details>`/`<summary>` folds and the include captions become HTML; see `_safe_html`.
+    """
+    text = RESULT.sub("", text)
     lines = text.splitlines()
     tokens = md.parse(text)
     title, toc, seen = name, [], set()
@@ -154,10 +182,16 @@ def render_text(md, name: str, text: str) -> tuple[str, str, list[tuple[str, str
             first = lines[tok.map[0]]
             if first.startswith("  ") and not first.startswith("    "):
                 tok.attrSet("class", "formula")
+        elif tok.type == "html_block":
+            include = INCLUDE.fullmatch(tok.content.strip())
+            tok.content = (f'<p class="src">{html.escape(include["path"])}</p>\n' if include
+                           else _safe_html(tok.content))
         elif tok.type == "inline":
             opened = []
             for child in tok.children or []:
-                if child.type == "link_open":
+                if child.type == "html_inline":
+                    child.content = _safe_html(child.content)
+                elif child.type == "link_open":
                     _retarget(child)
                     opened.append(child)
                 elif child.type == "link_close" and opened:
