@@ -95,8 +95,12 @@ def fake_chapter(calls):
 
 
 def test_record_stores_the_default_seeds_run_and_the_spread_over_seeds(checkout, monkeypatch):
+    from tfguide import concepts
+
     calls = []
     monkeypatch.setattr(cli, "run_chapter", fake_chapter(calls))
+    monkeypatch.setattr(concepts, "draw", lambda name, folder: [
+        (Path(folder) / "concept_idea.png").write_bytes(b"\x89PNG drawn")])
     assert exit_status(record.main, "mlp", "--seeds", "3") == 0
     saved = json.loads((checkout / "results" / "mlp.json").read_text())
     assert calls == [42, 43, 44] and saved["seeds"] == [42, 43, 44]
@@ -104,7 +108,8 @@ def test_record_stores_the_default_seeds_run_and_the_spread_over_seeds(checkout,
     assert saved["spread"]["test_loss"] == pytest.approx(0.02)
     assert saved["spread"]["params"] == 0
     assert saved["command"] == "python -m tfguide.chapters.mlp --quick"
-    assert [p.name for p in (checkout / "figures" / "mlp").iterdir()] == ["loss.png"]
+    assert sorted(p.name for p in (checkout / "figures" / "mlp").iterdir()) == \
+        ["concept_idea.png", "loss.png"], "the concept diagrams are drawn beside the run's"
     spread = record.sync("mlp", "<!-- result: spread:test_loss | .3f -->?<!-- /result --> "
                                 "over seeds <!-- result: seeds -->?<!-- /result -->")
     assert "-->0.020<!--" in spread and "-->42, 43, 44<!--" in spread

@@ -6,7 +6,8 @@
     chapters/results/NAME.json       metrics, config, runtime, data, wall time, date, machine,
                                      and each metric's spread over N seeds (quick runs)
     chapters/results/NAME.full.json  the same for the full run (`--full`, one seed)
-    chapters/figures/NAME/*.png      the quick run's figures, as palette PNGs
+    chapters/figures/NAME/*.png      the quick run's figures, as palette PNGs, and the
+                                     chapter's concept diagrams (tfguide.concepts)
 
 then refreshes the numbers in `chapters/NAME.md`. A text never types a result;
 it marks where one goes, and `python -m tfguide record --sync NAME|all` (or a
@@ -267,14 +268,19 @@ def _swap_folder(new: Path, target: Path) -> None:
     raise RecordError(f"could not replace {_shown(target)}: another record keeps replacing it")
 
 
-def write_figures(name: str, run_dir: Path) -> Path:
-    """Replace chapters/figures/NAME/ with the run's figures, as palette PNGs, at once."""
+def write_figures(name: str, run_dir: Path, concepts: bool = False) -> Path:
+    """Replace chapters/figures/NAME/ at once with the run's figures, as palette PNGs, and
+    (`concepts`) the chapter's concept diagrams, drawn again (tfguide.concepts)."""
     target = figures_dir(name)
     target.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".new", dir=target.parent))
     try:
         for png in sorted((Path(run_dir) / "figures").glob("*.png")):
             _compact_png(png, new / png.name)
+        if concepts:
+            from tfguide import concepts as concept_diagrams
+
+            concept_diagrams.draw(name, new)
         new.chmod(0o755)
         _swap_folder(new, target)
     finally:
@@ -292,10 +298,11 @@ def read_run(run_dir: Path) -> dict:
 
 def write_record(name: str, run_dir: Path, command: str, full: bool = False,
                  spread: dict[str, float] | None = None,
-                 seeds: Sequence[int] | None = None) -> Path:
+                 seeds: Sequence[int] | None = None, concepts: bool = False) -> Path:
     """Turn a finished run folder into chapter `name`'s record (and figures, for quick runs).
 
-    `spread` and `seeds`: each metric's spread over the quick runs of these seeds.
+    `spread` and `seeds`: each metric's spread over the quick runs of these seeds;
+    `concepts`: draw the chapter's concept diagrams into its figures too.
     """
     run = read_run(run_dir)
     keep = ("quick", "epochs", "batch_size", "learning_rate", "seed", "data", "device",
@@ -313,7 +320,7 @@ def write_record(name: str, run_dir: Path, command: str, full: bool = False,
         payload["seeds"] = list(seeds or [])
         payload["spread"] = spread
     if not full:
-        write_figures(name, run_dir)
+        write_figures(name, run_dir, concepts)
     path = record_path(name, full)
     _write_json(path, payload)
     return path
@@ -515,7 +522,7 @@ def record_quick(name: str, seeds: int) -> Path:
         if moved:
             print(f"tfguide: note: {name}: {', '.join(moved)} moved between seeds although "
                   "its tolerance is exact: fix TOLERANCES in tfguide/record.py", file=sys.stderr)
-        return write_record(name, run_dir, command, spread=spread, seeds=used)
+        return write_record(name, run_dir, command, spread=spread, seeds=used, concepts=True)
 
 
 def main(argv: Sequence[str]) -> None:
