@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from tfguide import paths
-from tfguide.console import SetupError, UsageError, bad_value
+from tfguide.console import SetupError, UsageError, bad_value, printable
 
 DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("float32", "mixed")
@@ -97,11 +97,116 @@ def positive_float(text: str) -> float:
     return value
 
 
+SERVABLE = ("cnn", "mlp")  # chapters whose run folders hold an image classifier
+MODEL_FILE = "model.keras"
+MAX_RESULTS = 16 << 20  # bytes; a results.json is a few kilobytes
+MAX_CLASSES = 100_000
+MAX_SIDE = 4096  # pixels of one side of a training image
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _framing_problem(framing: object, shape: list) -> str | None:
+    """Say what is wrong with a results.json's data.framing (see datasets.ink_framing)."""
+    def number(v, low, high):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+
+    if not isinstance(framing, dict):
+        return "is not an object"
+    side = max(shape[:2])
+    centre = framing.get("centre")
+    if not (number(framing.get("ink"), 0.01, 0.99) and number(framing.get("peak"), 0.01, 1)
+            and number(framing.get("box"), 1, side) and isinstance(framing.get("place"), list)
+            and len(framing["place"]) == 2 and all(p in ("box", "mass") for p in framing["place"])
+            and isinstance(centre, list) and len(centre) == 2
+            and all(number(c, 0, s) for c, s in zip(centre, shape))):
+        return "is not the measure tfguide writes (ink, peak, box, place, centre)"
+    return None
+
+
+def model_run(folder: Path) -> dict:
+    """Return the results.json record of a finished cnn or mlp run folder holding its model.
+
+    No TensorFlow: `predict` and deploy's `--from` check a run folder with this
+    before anything heavy loads. The record's `data` says what the model takes
+    (`shape`, `classes`) and, from newer runs, how its images frame their ink.
+
+    Raises:
+        ValueError: what is wrong with the folder, as words that follow its name
+            ("holds no model.keras", "is a rnn run, ...").
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError("is not a folder" if folder.exists() else "does not exist")
+    if not (folder / MODEL_FILE).is_file():
+        raise ValueError(f"holds no {MODEL_FILE}")
+    path = folder / "results.json"
+    try:
+        if path.stat().st_size > MAX_RESULTS:
+            raise ValueError(f"has a results.json larger than {MAX_RESULTS >> 20} MiB, far "
+                             f"more than tfguide writes")
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ValueError(f"has no readable results.json ({err.strerror or err})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ValueError("has a results.json that is not valid JSON (damaged?)") from None
+    if not isinstance(record, dict):
+        raise ValueError("has a results.json that is not a JSON object")
+    chapter = record.get("chapter")
+    if chapter not in SERVABLE:  # checked first: an rnn run has no image data to describe
+        raise ValueError(f"is a {printable(chapter[:40])} run, whose model is not an image "
+                         f"classifier" if isinstance(chapter, str) else
+                         'has a results.json without "chapter"')
+    status = record.get("status")
+    if status != "ok":
+        raise ValueError(f'is an unfinished run (its results.json says "status": '
+                         f'{json.dumps(status)[:40]}, not "ok")')
+    data = record.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise ValueError('has a results.json without the "data" its model was trained on')
+    shape = data.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and _whole(shape[2], 1, 4)
+            and all(_whole(n, 1, MAX_SIDE) for n in shape[:2])):
+        raise ValueError('has a results.json whose "data.shape" is not an image shape '
+                         '[height, width, channels]')
+    if not _whole(data.get("classes"), 2, MAX_CLASSES):
+        raise ValueError(f'has a results.json whose "data.classes" is not a whole number from '
+                         f'2 to {MAX_CLASSES:,}')
+    if "framing" in data and (why := _framing_problem(data["framing"], shape)):
+        raise ValueError(f'has a results.json whose "data.framing" {why}')
+    return record
+
+
 def run_folder(text: str) -> str:
-    """Parse a run folder option (deploy's `--from`): an existing folder, or "latest"."""
-    if text != "latest" and not Path(text).expanduser().is_dir():
-        raise ValueError("an existing run folder (e.g. runs/cnn/<time>), or latest")
+    """Parse a run folder option (deploy's `--from`): a finished cnn or mlp run, or "latest"."""
+    if text == "latest":
+        return text
+    allowed = "a finished cnn or mlp run folder (e.g. runs/cnn/<time>), or latest"
+    if not text:
+        raise ValueError(f"{allowed}, not an empty name")
+    try:
+        model_run(Path(text).expanduser())
+    except ValueError as err:
+        raise ValueError(f"{allowed}; this one {err}") from None
     return text
+
+
+def int_up_to(limit: int) -> Callable[[str], int]:
+    """Return a check that parses a whole number from 1 to `limit` (a bound on time or memory)."""
+    allowed = f"an integer from 1 to {limit:,}"
+
+    def check_fn(text: str) -> int:
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            raise ValueError(allowed) from None
+        if not 1 <= value <= limit:
+            raise ValueError(allowed)
+        return value
+
+    return check_fn
 
 
 def non_empty_text(text: str) -> str:

@@ -138,13 +138,63 @@ class LoadedData:
         return len(self.classes)
 
     def info(self) -> dict:
-        """Return what results.json records about the data."""
-        return {
+        """Return what results.json records about the data (with the framing of its ink)."""
+        info = {
             "name": self.name, "requested": self.requested, "source": self.source,
             "train": int(len(self.x_train)), "test": int(len(self.x_test)),
             "shape": list(self.input_shape), "classes": len(self.classes),
             "provenance": self.provenance, "files": list(self.files),
         }
+        framing = ink_framing(self.x_train)
+        return info if framing is None else {**info, "framing": framing}
+
+
+# --- How the images frame their ink (read back by `predict`) ----------------------------
+INK = 0.2  # a pixel is ink when brighter than this fraction of its image's brightest pixel
+
+
+def ink_framing(x: np.ndarray, chunk: int = 4096) -> dict | None:
+    """Measure how greyscale images (n, h, w, 1) in [0, 1] place their ink in the frame.
+
+    MNIST scaled each digit's ink into a 20x20 box, then moved its centre of
+    mass to the middle of 28x28; the 8x8 digits fill the frame's height and
+    centre their box. `predict` frames a user's image the same way, from these
+    numbers: the ink's box (pixels brighter than `INK` of the image's brightest),
+    the box's longest side (median), and where the images put their ink: along
+    each axis, by the box's centre or by the centre of mass, whichever varies
+    less from image to image (the one the data set was aligned by; the 8x8
+    digits: the box vertically, the mass horizontally). Positions are in
+    pixels from the frame's top-left corner, which is (0, 0); a pixel's centre
+    is at +0.5. Colour images are not framed: None.
+    """
+    if x.ndim != 4 or x.shape[-1] != 1 or len(x) == 0:
+        return None
+    h, w = x.shape[1:3]
+    parts = []  # per chunk: (peak, long side, box centre y, x, mass centre y, x) of each image
+    for start in range(0, len(x), chunk):
+        img = np.asarray(x[start:start + chunk, ..., 0], np.float32)  # (k, h, w)
+        peak = img.max(axis=(1, 2))  # (k,)
+        ink = img > INK * peak[:, None, None]  # (k, h, w)
+        rows, cols = ink.any(axis=2), ink.any(axis=1)  # (k, h), (k, w)
+        top, bottom = rows.argmax(1), h - rows[:, ::-1].argmax(1)  # edges, (k,) each
+        left, right = cols.argmax(1), w - cols[:, ::-1].argmax(1)
+        total = img.sum(axis=(1, 2))  # (k,)
+        keep = peak > 0  # a blank image has no ink to measure
+        mass_y = img.sum(2) @ (np.arange(h) + 0.5) / np.where(keep, total, 1)  # (k,)
+        mass_x = img.sum(1) @ (np.arange(w) + 0.5) / np.where(keep, total, 1)
+        parts.append(np.stack([peak, np.maximum(bottom - top, right - left),
+                               (top + bottom) / 2, (left + right) / 2, mass_y, mass_x])[:, keep])
+    peak, side, box_y, box_x, mass_y, mass_x = np.concatenate(parts, axis=1)  # (6, n)
+    if len(peak) == 0:
+        return None
+    by = {"box": (box_y, box_x), "mass": (mass_y, mass_x)}  # each (rows, columns)
+    spread = {name: [float(ys.std()), float(xs.std())] for name, (ys, xs) in by.items()}
+    place = [min(by, key=lambda name: spread[name][axis]) for axis in (0, 1)]  # per axis
+    return {"ink": INK, "peak": round(float(np.median(peak)), 4),
+            "box": round(float(np.median(side)), 4), "place": place,
+            "centre": [round(float(by[name][axis].mean()), 4) for axis, name in enumerate(place)],
+            "spread": {name: [round(s, 4) for s in sizes] for name, sizes in spread.items()},
+            "images": int(len(peak))}
 
 
 # --- Files and folders ----------------------------------------------------------------
