@@ -711,6 +711,10 @@ INSPECT = """(async () => {
     resources: performance.getEntriesByType("resource").map(r => r.name),
     title: document.title,
     h1: (document.querySelector("h1") || {}).textContent,
+    math: Array.from(document.querySelectorAll("math"), m => {
+      const box = m.getBoundingClientRect();  // MathML laid out by the browser itself
+      return [box.width, box.height];
+    }),
   };
 })()"""
 
@@ -794,6 +798,9 @@ def test_pages_load_in_headless_chromium(site, tmp_path):
             assert report["title"].endswith("· tfguide") and report["h1"]
         first = seen[(out / f"{FIRST}.html").resolve()]
         assert len(first["images"]) >= 1, "the first chapter's page shows its run's figures"
+        formulas = [box for report in seen.values() for box in report["math"]]
+        assert formulas, "the texts' formulas reach the pages as MathML"
+        assert all(w > 0 and h > 0 for w, h in formulas), "every formula is drawn, offline"
     finally:
         browser.close()
     width, height = png_size((tmp_path / f"{FIRST}.png").read_bytes())
@@ -842,3 +849,37 @@ def test_the_texts_recorded_figures_are_in_the_book(tmp_path):
     for src in re.findall(r'<img src="(figures/cnn/[^"]+)"', page):
         assert (index.parent / src).is_file()
     assert "python -m tfguide exercise cnn" in index.read_text()
+
+
+def test_formulas_are_typeset_when_the_book_is_built(tmp_path, monkeypatch):
+    text = ("# T\n\nInline $\\alpha < \\beta$, and shown:\n\n$$\nL = \\frac{1}{n}\\sum_i (y_i - "
+            "x_i W)^2\n$$\n\nCode keeps its dollars: `$x$`.\n\n## Run it\n\nRun.\n")
+    monkeypatch.setattr(resources, "chapter_text", lambda name: text)
+    md, _ = book._markdown()
+    _, body, _ = book.render_text(md, FIRST, text)
+    assert body.count("<math") == 2 and 'display="block"' in body
+    assert "<code>$x$</code>" in body and "$$" not in body
+    assert "<mfrac>" in body, "a fraction is laid out, not written as text"
+    assert "<script" not in body and "http" not in body.replace(
+        "http://www.w3.org/1998/Math/MathML", ""), "nothing is fetched to draw a formula"
+
+
+def test_a_formula_latex2mathml_cannot_read_is_shown_as_written():
+    md, _ = book._markdown()
+    body = md.render("$\\notacommand{x} <b>$\n")
+    assert "<b>" not in body and ("math-source" in body or "<math" in body)
+
+
+def test_bold_terms_link_to_the_glossary_page(tmp_path):
+    out = tmp_path / "book"
+    book.build(out, runs=tmp_path / "no-runs", note=lambda line: None)
+    glossary = (out / "glossary.html").read_text()
+    terms = book.glossary_terms()
+    assert len(terms) >= 40
+    for anchor in terms.values():
+        assert f'id="{anchor}"' in glossary
+    linked = re.findall(r'class="term" href="glossary.html#([\w-]+)"',
+                        "".join(p.read_text() for p in out.glob("*.html")))
+    assert linked and set(linked) <= set(terms.values())
+    for page in ("running.html", "performance.html"):
+        assert (out / page).is_file() and page in (out / "index.html").read_text()

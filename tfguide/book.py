@@ -1,15 +1,18 @@
 """Render the chapter texts as a small static HTML book that shows your own runs.
 
 `python -m tfguide book [--out DIR] [--runs DIR] [--open]` writes `DIR/index.html` (the
-chapter table) and one page per registered chapter, with highlighted code, the Unicode
-formulas of the texts set apart, and links to the previous and next chapter. Beside each
+chapter table), one page per registered chapter and one each for the glossary, how tfguide
+runs a chapter and performance, with highlighted code, formulas typeset as MathML (which
+browsers draw themselves), each bold term linked to its glossary entry, and links to the
+previous and next chapter. Beside each
 text, "Your run" shows the latest finished run under `runs/<chapter>/*/results.json`: its
 date, device, data source, metrics and figures (copied into the book, so the folder can be
 moved or zipped). A chapter with no run shows the command that makes one.
 
 Everything a page needs is in the output folder: no web fonts, scripts or CDN. Markdown is
-rendered with markdown-it-py and code highlighted with Pygments (the `book` extra; both
-also come with Keras, through rich). Nothing here imports TensorFlow. A text's numbers come
+rendered with markdown-it-py, its `$…$` and `$$…$$` formulas found by mdit-py-plugins and
+turned into MathML by latex2mathml when the book is built, and code highlighted with
+Pygments (the `book` extra). Nothing here imports TensorFlow. A text's numbers come
 from results files, so its raw HTML is not trusted either: only `<details>`/`<summary>`
 folds and the include captions become HTML; any other tag is shown as text.
 
@@ -83,9 +86,21 @@ def _url(*parts: str) -> str:
     return html.escape("/".join(quote(os.fsencode(part), safe="") for part in parts))
 
 
+def _math(latex: str, display: bool) -> str:
+    """Return a formula as MathML; one latex2mathml cannot read is shown as its source."""
+    from latex2mathml.converter import convert
+
+    try:
+        return convert(latex, display="block" if display else "inline")
+    except Exception:  # an unknown command: the reader still sees the formula as written
+        return f'<code class="math-source">{html.escape(latex)}</code>'
+
+
 def _markdown():
     try:
+        from latex2mathml.converter import convert  # noqa: F401  (the extra is installed)
         from markdown_it import MarkdownIt
+        from mdit_py_plugins.dollarmath import dollarmath_plugin
         from pygments import highlight
         from pygments.formatters import HtmlFormatter
         from pygments.lexers import TextLexer, get_lexer_by_name
@@ -102,6 +117,8 @@ def _markdown():
         return f'<pre class="highlight"><code>{body}</code></pre>\n'
 
     md = MarkdownIt("commonmark", {"html": True, "highlight": code_block}).enable("table")
+    md.use(dollarmath_plugin, allow_space=True, double_inline=True,
+           renderer=lambda latex, options: _math(latex, options.get("display_mode", False)))
     return md, HtmlFormatter(style="friendly").get_style_defs(".highlight")
 
 
@@ -199,19 +216,64 @@ def render_text(md, name: str, text: str) -> tuple[str, str, list[tuple[str, str
     return title, md.renderer.render(tokens, md.options, {}), toc
 
 
+# Texts that are not chapters, with their page and the title in the navigation.
+PAGES = {"GLOSSARY": ("glossary", "Glossary"), "RUNNING": ("running", "How tfguide runs"),
+         "PERFORMANCE": ("performance", "Performance")}
+
+
+def _page_of(stem: str | None) -> str | None:
+    """The book page of a text (a chapter or one of PAGES), or None if it has none."""
+    if stem in registry.BY_NAME:
+        return f"{stem}.html"
+    return f"{PAGES[stem][0]}.html" if stem in PAGES else None
+
+
 def _retarget(link) -> None:
-    """Point links to chapter texts at their pages; other local files are not in the book."""
+    """Point links to texts at their pages; other local files are not in the book."""
     href = link.attrGet("href") or ""
     if re.match(r"^[a-z][a-z0-9+.-]*:", href) or href.startswith("#"):
         return  # a web address (not loaded at view time) or a place on this page
     path, _, fragment = href.partition("#")
     target = Path(path).name
-    stem = target[:-3] if target.endswith(".md") else None
-    if stem in registry.BY_NAME:
-        link.attrSet("href", f"{stem}.html" + (f"#{fragment}" if fragment else ""))
+    page = _page_of(target[:-3] if target.endswith(".md") else None)
+    if page is not None:
+        link.attrSet("href", page + (f"#{fragment}" if fragment else ""))
     else:  # e.g. ../README.md or a data file: name it, without a link that cannot resolve
         link.tag = "span"
         link.attrs = {"class": "file-ref", "title": href}
+
+
+def glossary_terms() -> dict[str, str]:
+    """Each glossary term (lower case) and its anchor on the glossary page."""
+    try:
+        text = (resources.texts_dir() / "GLOSSARY.md").read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    rows = re.findall(r"^\| ([^|]+?) \| .+? \| \[\w+\]\(\w+\.md\) \|$", text, re.M)
+    return {term.strip().lower(): "term-" + re.sub(r"[^\w]+", "-", term.strip().lower()).strip("-")
+            for term in rows}
+
+
+def link_terms(body: str, terms: dict[str, str]) -> str:
+    """Link each bold glossary term of a rendered text (plurals too) to its entry."""
+    def link(m: re.Match) -> str:
+        word = html.unescape(m["term"]).lower()
+        for key in (word, word[:-1] if word.endswith("s") else None,
+                    word[:-2] if word.endswith("es") else None):
+            if key in terms:
+                return f'<a class="term" href="glossary.html#{terms[key]}">{m.group()}</a>'
+        return m.group()
+
+    return re.sub(r"<strong>(?P<term>[^<>]+)</strong>", link, body)
+
+
+def anchor_terms(body: str, terms: dict[str, str]) -> str:
+    """Give each row of the rendered glossary table the anchor its term is linked by."""
+    def anchor(m: re.Match) -> str:
+        key = terms.get(html.unescape(m["term"]).strip().lower())
+        return f'<tr id="{key}">{m["cell"]}' if key else m.group()
+
+    return re.sub(r"<tr>(?P<cell>\s*<td>(?P<term>[^<>]+)</td>)", anchor, body)
 
 
 def page(title: str, body: str, nav: str) -> str:
@@ -239,6 +301,9 @@ def _nav(current: str | None) -> str:
     for i, c in enumerate(registry.CHAPTERS, 1):
         mark = ' aria-current="page"' if c.name == current else ""
         links.append(f'<a href="{c.name}.html"{mark}>{i}. {html.escape(c.title)}</a>')
+    for slug, title in PAGES.values():
+        mark = ' aria-current="page"' if slug == current else ""
+        links.append(f'<a class="extra" href="{slug}.html"{mark}>{html.escape(title)}</a>')
     return "".join(links)
 
 
@@ -478,6 +543,7 @@ def build(out: Path, runs: Path = Path("runs"), force: bool = False,
     figures: dict[str, bytes] = {}
     rows = []
     order = list(registry.CHAPTERS)
+    terms = glossary_terms()
     for i, chapter in enumerate(order):
         run = latest_run(runs, chapter.name, note)
         copied = run_figures(run, chapter.name, note)
@@ -485,6 +551,7 @@ def build(out: Path, runs: Path = Path("runs"), force: bool = False,
         figures.update(text_figures(chapter.name))
         try:
             title, body, toc = render_text(md, chapter.name, resources.chapter_text(chapter.name))
+            body = link_terms(body, terms)
         except FileNotFoundError:
             title, body, toc = chapter.title, (f"<h1>{_text(chapter.title)}</h1><p>This "
                                                "chapter has no text yet.</p>"), []
@@ -508,6 +575,14 @@ def build(out: Path, runs: Path = Path("runs"), force: bool = False,
                     f'{_text(chapter.title)}</a></td><td>{_text(chapter.summary)}</td>'
                     f'<td>{_text(chapter.ports)}</td><td>{exercise_list(chapter.name)}</td>'
                     f'<td>{status}</td></tr>')
+    for stem, (slug, _) in PAGES.items():
+        path = resources.texts_dir() / f"{stem}.md"
+        if not path.is_file():
+            continue
+        title, body, _ = render_text(md, slug, path.read_text(encoding="utf-8"))
+        body = anchor_terms(body, terms) if stem == "GLOSSARY" else link_terms(body, terms)
+        files[f"{slug}.html"] = page(title, f'<div class="page"><main class="text">{body}'
+                                            f'</main></div>', _nav(slug))
     files["index.html"] = page("Contents", _index_body(rows), _nav(None))
     written = {rel: text.encode("utf-8") for rel, text in files.items()} | figures
     folder.check(list(written), force)
@@ -529,6 +604,9 @@ of it (from <code>runs/</code>); rebuild the book after a run with
 </tr></thead>
 <tbody>{"".join(rows)}</tbody>
 </table>
+<p>Beside the chapters: the <a href="glossary.html">glossary</a> of every term and the
+notation, <a href="running.html">how tfguide runs a chapter</a>, and
+<a href="performance.html">performance</a>.</p>
 <p>Other ways to read: <code>python -m tfguide text NAME</code> in a terminal, and
 <code>python -m tfguide notebook NAME</code> for a Jupyter notebook that runs the chapter
 cell by cell.</p>
