@@ -375,7 +375,7 @@ def lookup(name: str, key: str, records: dict[bool | str, dict]) -> Any:
 MAX_TEXT = 200  # characters: a recorded text (a date, a machine) is one short line
 # Characters that mean something to Markdown or HTML: written as numeric character
 # references, which both read as the character itself and never as markup.
-_SPECIAL = re.compile(r"[&<>\"'\\`*_\[\]|~#!]")
+_SPECIAL = re.compile(r"[&<>\"'\\`*_\[\]|~#!$]")
 
 
 def escape(text: str) -> str:
