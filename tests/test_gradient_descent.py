@@ -17,7 +17,11 @@ def test_quick_run_reaches_the_closed_form(quick_run):
     assert metrics["optimizer_max_abs_err"] <= 1e-5
     assert metrics["final_loss"] == pytest.approx(metrics["closed_form_loss"], rel=1e-6)
     assert metrics["sgd_param_error"] > metrics["param_error"], "mini-batches leave noise"
-    assert metrics["diverged_lr_final_loss"] > 1e6, "a rate past the limit diverges"
+    assert metrics["diverged_growth"] == pytest.approx(metrics["predicted_growth"], rel=1e-3), \
+        "past the limit the loss grows by (αλ_max − 1)² per step"
+    assert metrics["predicted_param_error"] == pytest.approx(metrics["param_error"], rel=1e-6)
+    assert metrics["condition_number"] == pytest.approx(
+        metrics["lambda_max"] / metrics["lambda_min"])
     assert metrics["keras_test_mse"] == pytest.approx(metrics["test_mse"], rel=1e-3)
 
 
@@ -40,7 +44,8 @@ def test_keras_fit_on_the_whole_set_is_gradient_descent_step_for_step():
     X, y = gdc.make_regression(120, seed=4)
     model = gdc.compile_model(0.1)
     model.get_layer("line").set_weights([np.array([[gdc.START[0]]]), gdc.START[1:]])
-    gdc.fit_line(model, X[:, :1], y, steps=20)  # 10 epochs of 2 steps
+    history = gdc.fit_line(model, X[:, :1], y, steps=20)  # 20 epochs of one step
+    assert len(history.history["loss"]) == 20
     kernel, bias = model.get_layer("line").get_weights()
     path, _ = gdc.minimize(gdc.gd(0.1), gdc.START, X, y, steps=20)
     np.testing.assert_allclose([kernel[0, 0], bias[0]], path[-1], rtol=1e-5)
@@ -93,6 +98,24 @@ def test_replay_detects_a_different_rule():
     X, y = gdc.make_regression(200, seed=2)
     wrong = gdc.adam(0.1, beta_1=0.5)  # not what Keras does
     assert gdc.replay_keras(keras.optimizers.Adam(0.1), wrong, [-1.0, 2.0], X, y) > 1e-3
+
+
+def test_worked_example_is_the_hand_computation():
+    worked = gdc.worked_example(0.1)
+    assert worked["loss"] == pytest.approx(35 / 3)  # (1² + 3² + 5²) / 3
+    assert [worked["grad_w"], worked["grad_b"]] == pytest.approx([-44 / 3, -6])
+    assert [worked["w"], worked["b"]] == pytest.approx([4.4 / 3, 0.6])
+    assert worked["loss_after"] < worked["loss"]
+
+
+@pytest.mark.parametrize("lr", [0.05, 0.15, 0.19])
+def test_eigen_decomposition_predicts_every_step_of_gradient_descent(lr):
+    X, y = gdc.make_regression(300, seed=5)
+    theta_star = gdc.closed_form(X, y)
+    path, _ = gdc.minimize(gdc.gd(lr), gdc.START, X, y, steps=30)
+    for t in (1, 10, len(path) - 1):
+        np.testing.assert_allclose(path[t] - theta_star,
+                                   gdc.gd_error(gdc.START, theta_star, X, lr, t), atol=1e-9)
 
 
 def test_stability_limit_separates_convergence_from_divergence():

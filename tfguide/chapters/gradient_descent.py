@@ -42,13 +42,13 @@ def make_regression(n: int, seed: int, w: float = 2.0, b: float = -1.0, noise: f
 # --- From scratch -----------------------------------------------------------------
 # [start:loss]
 def loss_fn(theta: tf.Tensor, X: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    """Mean squared error J(θ) = mean((Xθ − y)²)."""
+    """Mean squared error L(θ) = mean((Xθ − y)²)."""
     residual = tf.linalg.matvec(X, theta) - y  # (n,)
     return tf.reduce_mean(residual**2)
 
 
 def gradient(theta: tf.Tensor, X: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    """∇J(θ) = (2/n) Xᵀ(Xθ − y), worked out by hand."""
+    """∇L(θ) = (2/n) Xᵀ(Xθ − y), worked out by hand."""
     n = tf.cast(tf.shape(X)[0], X.dtype)
     residual = tf.linalg.matvec(X, theta) - y  # (n,)
     return 2.0 / n * tf.linalg.matvec(X, residual, transpose_a=True)  # (2,)
@@ -60,11 +60,24 @@ def closed_form(X: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
 # [end:loss]
 
 
+# [start:worked]
+def worked_example(lr: float = 0.1) -> dict:
+    """Three points on the line y = 2x − 1, one step of gradient descent from θ = (0, 0)."""
+    X = tf.constant([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0]], DTYPE)  # (3, 2): x = 1, 2, 3 and ones
+    y = tf.constant([1.0, 3.0, 5.0], DTYPE)  # (3,): exactly 2x − 1, no noise
+    theta = tf.constant([0.0, 0.0], DTYPE)  # (w, b)
+    g = gradient(theta, X, y)  # (2,)
+    step = theta - lr * g  # one step downhill
+    return {"loss": float(loss_fn(theta, X, y)), "grad_w": float(g[0]), "grad_b": float(g[1]),
+            "w": float(step[0]), "b": float(step[1]), "loss_after": float(loss_fn(step, X, y))}
+# [end:worked]
+
+
 # An update rule is a pair of pure functions (init, update): init(θ) -> state and
 # update(θ, g, state) -> (θ, state).
 # [start:rules]
 def gd(lr: float) -> tuple[Callable, Callable]:
-    """Plain gradient descent: θ ← θ − α·∇J(θ)."""
+    """Plain gradient descent: θ ← θ − α·∇L(θ)."""
 
     def update(theta, g, state):
         return theta - lr * g, state
@@ -150,11 +163,35 @@ def replay_keras(keras_opt: keras.optimizers.Optimizer, rule: tuple[Callable, Ca
     return worst
 
 
+# [start:curvature]
+def curvature(X: tf.Tensor):
+    """The Hessian H = (2/n)·XᵀX of L (the same at every θ) and its eigen-decomposition."""
+    n = float(X.shape[0])
+    H = 2.0 / n * tf.matmul(X, X, transpose_a=True)  # (2, 2)
+    lam, Q = tf.linalg.eigh(H)  # λ ascending, (2,); Q's columns are the eigenvectors, (2, 2)
+    return H, lam, Q
+
+
 def stable_lr_limit(X: tf.Tensor) -> float:
     """GD on this loss converges only for α < 2/λ_max of the Hessian H = (2/n)XᵀX."""
-    n = float(X.shape[0])
-    hessian = 2.0 / n * tf.matmul(X, X, transpose_a=True)  # (2, 2)
-    return float(2.0 / tf.reduce_max(tf.linalg.eigvalsh(hessian)))
+    _, lam, _ = curvature(X)
+    return float(2.0 / lam[-1])
+
+
+def gd_error(theta0, theta_star, X, lr: float, steps: int) -> tf.Tensor:
+    """θ_t − θ* of gradient descent without running it: along each eigenvector q_i of H the
+    error is multiplied by (1 − α·λ_i) at every step."""
+    _, lam, Q = curvature(X)
+    e0 = tf.linalg.matvec(Q, tf.constant(theta0, DTYPE) - theta_star, transpose_a=True)  # (2,)
+    return tf.linalg.matvec(Q, (1 - lr * lam) ** steps * e0)  # (2,): back to (w, b)
+
+
+def momentum_factor(lr: float, beta: float, lam) -> float:
+    """The slowest per-step factor of momentum: along each eigenvector the pair (error,
+    velocity) is multiplied by a 2×2 matrix whose eigenvalues r solve
+    r² − (1 + β − αλ)·r + β = 0."""
+    return max(float(np.max(np.abs(np.roots([1.0, -(1 + beta - lr * l), beta])))) for l in lam)
+# [end:curvature]
 
 
 # --- The Keras way --------------------------------------------------------------------
@@ -176,10 +213,9 @@ def compile_model(learning_rate: float) -> keras.Model:
 
 # [start:fit]
 def fit_line(model: keras.Model, x, y, steps: int, callbacks=()) -> keras.callbacks.History:
-    """Train on one batch that holds all the data: each step of `fit` is one step of GD."""
-    everything = tf.data.Dataset.from_tensors((x, y)).repeat()  # (n, 1), (n,) over and over
-    return model.fit(everything, epochs=10, steps_per_epoch=max(1, steps // 10),
-                     callbacks=callbacks)
+    """One batch holds all the data, so each epoch is one step of gradient descent."""
+    everything = tf.data.Dataset.from_tensors((x, y))  # one element: all n points, (n, 1), (n,)
+    return model.fit(everything, epochs=steps, verbose=0, callbacks=callbacks)
 
 
 def evaluate_line(model: keras.Model, x_test, y_test):
@@ -206,7 +242,7 @@ class Data(NamedTuple):
 class Scratch(NamedTuple):
     theta_star: np.ndarray  # (2,): the closed form
     paths: dict  # rule -> θ after each step, (steps + 1, 2)
-    losses: dict  # rule -> J(θ) after each step, (steps + 1,)
+    losses: dict  # rule -> L(θ) after each step, (steps + 1,)
     optimizer_err: float  # our momentum and Adam vs Keras's, largest |Δθ|
     limit: float  # the largest stable learning rate
     sweep: dict  # figure label -> loss curve, for three learning rates
@@ -226,14 +262,14 @@ def check_from_scratch(cfg: Config, data: Data) -> Scratch:
     X, y, lr, steps = data.X, data.y, cfg.learning_rate, cfg.epochs
     print(f"Batch gradient descent, {steps} steps, learning rate {lr:g}")
     runs = {"gd": minimize(gd(lr), START, X, y, steps, progress=keras.utils.Progbar(steps)),
-            "momentum": minimize(momentum(lr / 2), START, X, y, steps),
+            "momentum": minimize(momentum(lr), START, X, y, steps),
             "adam": minimize(adam(lr), START, X, y, steps),
             "sgd": minimize(gd(lr), START, X, y, steps, batch_size=cfg.batch_size,
                             seed=cfg.seed)}
     # Keras turns the Python floats β into float32 constants: use β values float32 holds exactly.
     betas = dict(beta_1=float(np.float32(0.9)), beta_2=float(np.float32(0.999)))
     optimizer_err = max(
-        replay_keras(keras.optimizers.SGD(lr / 2, momentum=0.9), momentum(lr / 2), START, X, y),
+        replay_keras(keras.optimizers.SGD(lr, momentum=0.9), momentum(lr), START, X, y),
         replay_keras(keras.optimizers.Adam(lr, **betas), adam(lr, **betas), START, X, y))
     limit = stable_lr_limit(X)  # too small, this one, and just past the limit:
     sweep = {f"α = {a:.3g}": minimize(gd(a), START, X, y, steps)[1]
@@ -245,26 +281,36 @@ def check_from_scratch(cfg: Config, data: Data) -> Scratch:
 def train(cfg: Config, ex: Experiment, data: Data):
     """The Keras way: Dense(1) and full-batch SGD, the same algorithm as gd() above."""
     model = ex.runtime.build(compile_model, cfg.learning_rate)
-    print(f"Keras fit: {cfg.epochs} full-batch steps, in 10 epochs of {cfg.epochs // 10}")
+    print(f"Keras fit: {cfg.epochs} epochs of one full-batch step each")
     history = fit_line(model, data.X[:, :1], data.y, cfg.epochs, callbacks=ex.callbacks())
     ex.save_model(model)
     return model, history.history
 
 
-def evaluate(ex: Experiment, data: Data, scratch: Scratch, model: keras.Model) -> np.ndarray:
+def evaluate(cfg: Config, ex: Experiment, data: Data, scratch: Scratch,
+             model: keras.Model) -> np.ndarray:
     """Log every way's distance to the closed form; return the Keras line at the test x."""
     test, y_hat = evaluate_line(model, data.X_test[:, :1], data.y_test)
     kernel, bias = model.get_layer("line").get_weights()
     error = {k: np.max(np.abs(path[-1] - scratch.theta_star)) for k, path in scratch.paths.items()}
+    lam = curvature(data.X)[1].numpy()  # (λ_min, λ_max)
+    lr, steps, slow, diverged = cfg.learning_rate, cfg.epochs, *list(scratch.sweep.values())[::2]
     ex.log(param_error=error["gd"], momentum_param_error=error["momentum"],
            adam_param_error=error["adam"], sgd_param_error=error["sgd"],
            keras_param_error=np.max(np.abs([kernel[0, 0], bias[0]] - scratch.theta_star)),
            optimizer_max_abs_err=scratch.optimizer_err,
-           final_loss=scratch.losses["gd"][-1],
+           predicted_param_error=float(tf.reduce_max(tf.abs(gd_error(
+               START, scratch.theta_star, data.X, lr, steps)))),
+           start_loss=scratch.losses["gd"][0], final_loss=scratch.losses["gd"][-1],
            closed_form_loss=loss_fn(tf.constant(scratch.theta_star), data.X, data.y),
            test_mse=loss_fn(tf.constant(scratch.paths["gd"][-1]), data.X_test, data.y_test),
-           keras_test_mse=test["loss"], stable_lr_limit=scratch.limit,
-           diverged_lr_final_loss=list(scratch.sweep.values())[-1][-1])
+           keras_test_mse=test["loss"], lambda_min=lam[0], lambda_max=lam[-1],
+           condition_number=lam[-1] / lam[0], stable_lr_limit=scratch.limit,
+           slow_factor=1 - lr * lam[0], momentum_factor=momentum_factor(lr, 0.9, lam),
+           slow_lr_final_loss=slow[-1],
+           diverged_growth=diverged[-1] / diverged[-2],
+           predicted_growth=(1.1 * scratch.limit * lam[-1] - 1) ** 2)
+    ex.details["worked"] = worked_example(lr)
     ex.details["theta_star"] = scratch.theta_star.tolist()
     ex.save_history(scratch.losses, tag="scratch")
     return y_hat[:, 0]
@@ -307,13 +353,69 @@ def draw(ex: Experiment, data: Data, scratch: Scratch, history: dict, y_hat: np.
     best = float(ex.metrics["closed_form_loss"])
     ex.save_figure(plotting.line_plot(
         {RULES[k]: loss - best for k, loss in scratch.losses.items()},
-        xlabel="step", ylabel="J(θ) − J(θ*)", logy=True,
+        xlabel="step", ylabel="L(θ) − L(θ*)", logy=True,
         title="Distance to the best loss"), "convergence")
     ex.save_figure(plotting.line_plot(
-        scratch.sweep, xlabel="step", ylabel="loss J(θ)", logy=True,
+        scratch.sweep, xlabel="step", ylabel="loss L(θ)", logy=True,
         title=f"Learning rates (stable below {scratch.limit:.3f})"), "learning_rates")
     ex.save_figure(plotting.history_curves(history, "Keras fit"), "keras_history")
     ex.save_figure(fitted_line_figure(data, scratch.theta_star, y_hat), "fitted_line")
+
+
+# --- Concept diagrams (no training: drawn from the chapter's own functions) -----------------
+def step_concept(X, y, lr: float = 0.1) -> Figure:
+    """The loss's contours, one gradient step from START, and H's two eigen-directions."""
+    theta_star = closed_form(X, y).numpy()
+    _, lam, Q = (t.numpy() for t in curvature(X))
+    W, B, Z = _surface(X, y, theta_star, START)
+    g = gradient(tf.constant(START), X, y).numpy()
+    fig = Figure(figsize=(6.4, 5.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.contour(W, B, Z, levels=np.geomspace(Z.min() + 1e-3, Z.max(), 18), cmap="viridis",
+               linewidths=0.8)
+    path, _ = minimize(gd(lr), START, X, y, steps=40)  # where the next steps go
+    ax.plot(*path[1:].T, ".", color="C3", ms=4, alpha=0.5, label="the next 40 steps")
+    ax.annotate("", START - lr * g, START, arrowprops=dict(arrowstyle="-|>", color="C3", lw=2))
+    ax.text(*(START - lr * g / 2 + [0.1, -0.5]), r"$-\alpha\nabla L(\theta_0)$", color="C3")
+    ax.plot(*START, "o", color="C3")
+    ax.text(*(START + [-0.2, -0.45]), r"$\theta_0$", color="C3")
+    for i, name in enumerate([r"\lambda_{min}", r"\lambda_{max}"]):  # H's eigen-directions
+        ends = theta_star + np.outer([-1.6, 1.6], Q[:, i])
+        ax.plot(*ends.T, "--", color="gray", lw=1)
+        ax.text(*(ends[0] + [0.1, -0.3]), f"${name} = {lam[i]:.2f}$", color="dimgray")
+    ax.plot(*theta_star, "k*", ms=14)
+    ax.text(*(theta_star + [0.15, 0.05]), r"$\theta^*$")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set(title="The gradient points across the valley, not along it", xlabel="w (slope)",
+           ylabel="b (intercept)", aspect="equal")
+    return fig
+
+
+def rate_concept(X, lr: float = 0.1) -> Figure:
+    """|1 − α·λ|, the factor by which GD shrinks the error along each eigen-direction."""
+    lam = curvature(X)[1].numpy()
+    limit = stable_lr_limit(X)
+    alphas = np.linspace(0, 1.25 * limit, 400)
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    for value, name in zip(lam, [r"\lambda_{min}", r"\lambda_{max}"]):
+        ax.plot(alphas, np.abs(1 - alphas * value),
+                label=f"$|1 - \\alpha {name}|$, ${name} = {value:.2f}$")
+    ax.axhline(1, color="black", lw=0.8)
+    ax.axvspan(limit, alphas[-1], color="C3", alpha=0.15,
+               label=f"diverges: $\\alpha > 2/\\lambda_{{max}} = {limit:.3f}$")
+    ax.axvline(lr, color="gray", ls=":", label=f"this chapter's $\\alpha = {lr:g}$")
+    ax.set(xlabel=r"learning rate $\alpha$", ylabel="error factor per step", ylim=(0, 1.6),
+           title="One learning rate for two curvatures")
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+def concept_figures() -> dict[str, Figure]:
+    """The chapter's diagrams of its idea, on the quick run's data."""
+    X, y = make_regression(500, seed=42)
+    X, y = X[:400], y[:400]
+    return {"concept_gradient_step": step_concept(X, y), "concept_step_size": rate_concept(X)}
 
 
 def run(cfg: Config) -> dict:
@@ -322,7 +424,7 @@ def run(cfg: Config) -> dict:
         data = prepare_data(cfg, ex)
         scratch = check_from_scratch(cfg, data)
         model, history = train(cfg, ex, data)
-        y_hat = evaluate(ex, data, scratch, model)
+        y_hat = evaluate(cfg, ex, data, scratch, model)
         draw(ex, data, scratch, history, y_hat)
     return ex.metrics
 
