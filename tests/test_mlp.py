@@ -22,6 +22,7 @@ def test_quick_run_learns_the_digits_and_the_control_does_not(quick_run):
     assert metrics["forward_max_abs_err"] <= 1e-5, "our forward pass is the model's"
     assert metrics["scratch_test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-3)
     assert metrics["test_errors"] == round((1 - metrics["test_accuracy"]) * 359)
+    assert metrics["loop_vs_fit_max_err"] <= 1e-5, "the GradientTape loop is fit"
 
 
 def test_quick_run_draws_the_control_and_the_model_reloads(quick_run):
@@ -55,7 +56,7 @@ def test_fit_and_evaluate_are_keras_fit_evaluate_predict():
     data = datasets.load("digits")
     x, y = data.x_train[:256], data.y_train[:256]
     model = mlp.compile_model(data.input_shape, data.num_classes, 1e-3)
-    history = mlp.fit_model(model, datasets.pipeline(x, y, 64), datasets.pipeline(x, y, 64),
+    history = mlp.fit_model(model, mlp.make_batches(x, y, 64), mlp.make_batches(x, y, 64),
                             epochs=2)
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert history["loss"][1] < history["loss"][0]
@@ -63,6 +64,83 @@ def test_fit_and_evaluate_are_keras_fit_evaluate_predict():
     assert probs.shape == (256, 10)
     assert test["accuracy"] == pytest.approx(np.mean(probs.argmax(axis=1) == y), abs=1e-6)
     assert test["loss"] == pytest.approx(mlp.sparse_cross_entropy(y, probs), rel=1e-4)
+
+
+def test_make_batches_is_a_seeded_shuffled_pipeline():
+    x = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+    y = np.arange(10, dtype=np.int32)
+    ds = mlp.make_batches(x, y, 4, shuffle=True, seed=3)
+    epochs = [[b.numpy().tolist() for _, b in ds] for _ in range(2)]
+    assert [len(b) for b in epochs[0]] == [4, 4, 2]
+    assert sorted(sum(epochs[0], [])) == list(range(10)), "every example once per epoch"
+    assert epochs[0] != epochs[1], "a new order each epoch"
+    again = mlp.make_batches(x, y, 4, shuffle=True, seed=3)
+    assert [b.numpy().tolist() for _, b in again] == epochs[0], "the same seed, the same order"
+    assert [b.numpy().tolist() for _, b in mlp.make_batches(x, y, 4)][0] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("hidden", [(), (16, 8)])
+def test_the_gradient_tape_loop_gives_fits_history_and_weights(hidden):
+    data = datasets.load("digits")
+    x, y = data.x_train[:300], data.y_train[:300]
+    ds = mlp.make_batches(x, y, 64)
+    twins = []
+    for _ in range(2):
+        keras.utils.set_random_seed(5)
+        twins.append(mlp.compile_model(data.input_shape, data.num_classes, 1e-2, hidden))
+    fitted = twins[0].fit(ds, epochs=3, verbose=0).history
+    looped = mlp.train_loop(twins[1], keras.optimizers.Adam(1e-2),
+                            keras.losses.SparseCategoricalCrossentropy(), ds, epochs=3)
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(looped[key], fitted[key], rtol=0, atol=1e-6)
+    assert looped["loss"][-1] < looped["loss"][0]
+    for a, b in zip(twins[0].get_weights(), twins[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_the_loop_proof_catches_a_different_optimizer():
+    data = datasets.load("digits")
+    ds = mlp.make_batches(data.x_train[:128], data.y_train[:128], 64)
+    twins = []
+    for _ in range(2):
+        keras.utils.set_random_seed(5)
+        twins.append(mlp.compile_model(data.input_shape, data.num_classes, 1e-2, (8,)))
+    twins[0].fit(ds, epochs=1, verbose=0)
+    mlp.train_loop(twins[1], keras.optimizers.SGD(1e-2),
+                   keras.losses.SparseCategoricalCrossentropy(), ds, epochs=1)
+    assert max(np.max(np.abs(a - b)) for a, b in
+               zip(twins[0].get_weights(), twins[1].get_weights())) > 1e-3
+
+
+@pytest.mark.parametrize("text,expected", [("256,128", (256, 128)), ("10", (10,)),
+                                           ("32, 16, 8", (32, 16, 8))])
+def test_hidden_flag_sets_the_layers(text, expected):
+    cfg = cli.parse("mlp", ["--quick", "--hidden", text])
+    assert cfg.options["hidden"] == expected
+    model = mlp.build_model((8, 8, 1), 10, cfg.options["hidden"])
+    assert [l.units for l in model.layers if isinstance(l, keras.layers.Dense)] == \
+        [*expected, 10]
+
+
+@pytest.mark.parametrize("text", ["0", "256,", "a,b", "-3", "1.5"])
+def test_a_bad_hidden_flag_is_one_line(text):
+    from tfguide.console import UsageError
+
+    with pytest.raises(UsageError, match="--hidden must be positive whole numbers"):
+        cli.parse("mlp", ["--quick", f"--hidden={text}"])
+
+
+def test_the_worked_example_is_the_text_s_arithmetic():
+    worked = mlp.worked_example()
+    np.testing.assert_allclose(worked["a"], [1.5, 0.0]), "ReLU(0.5 + 1.0, -0.5 + 2.0 - 2.0)"
+    np.testing.assert_allclose(worked["z"], [1.5, 0.0, -1.5])
+    np.testing.assert_allclose(worked["p"], np.exp([1.5, 0, -1.5]) / np.exp([1.5, 0, -1.5]).sum())
+    assert worked["loss"] == pytest.approx(-np.log(worked["p"][0]))
+
+
+def test_the_network_diagram_reads_the_model_sizes():
+    fig = mlp.network_concept((8, 8, 1), (32,), 10)
+    assert "64 → 32 → 10" in fig._suptitle.get_text()
 
 
 def test_bench_workload_times_the_chapter_model():

@@ -52,6 +52,14 @@ class Chapter:
         return f"tfguide.chapters.{self.name}"
 
 
+def hidden_widths(text: str) -> tuple[int, ...]:
+    """Parse mlp's --hidden: the units of each hidden layer, comma-separated (256,128)."""
+    parts = text.split(",")
+    if not all(p.strip().isdigit() and 0 < int(p) <= 100_000 for p in parts):
+        raise ValueError("positive whole numbers of units separated by commas, e.g. 256,128")
+    return tuple(int(p) for p in parts)
+
+
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter(
         name="gradient_descent",
@@ -92,6 +100,8 @@ CHAPTERS: tuple[Chapter, ...] = (
         batch_size=64,
         learning_rate=1e-3,
         quick_epochs=15,
+        options=(Option("--hidden", hidden_widths, (256, 128),
+                        "units of each hidden layer, comma-separated"),),
     ),
     Chapter(
         name="cnn",

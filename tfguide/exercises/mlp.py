@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
 from tfguide.chapters.mlp import dense_weights, mlp_forward, softmax
@@ -71,6 +72,77 @@ def prove_sparse_cross_entropy(cross_entropy_fn) -> Proof:
         errors.append((f"n = {n}, {k} classes",
                        _relative_error(cross_entropy_fn(labels, probs), theirs)))
     return worst(errors, 1e-12)
+
+
+def _twins(hidden: tuple, seed: int) -> tuple[keras.Model, keras.Model]:
+    """Two float32 MLPs with the same starting weights (non-zero biases): one for fit, one for you."""
+    twins = []
+    for _ in range(2):
+        model = keras.Sequential([keras.Input(shape=(3, 2, 1)), layers.Flatten()])
+        for i, units in enumerate((*hidden, 4)):
+            model.add(layers.Dense(
+                units, "relu" if i < len(hidden) else "softmax",
+                kernel_initializer=keras.initializers.GlorotUniform(seed + i),
+                bias_initializer=keras.initializers.RandomNormal(0.0, 0.1, seed + i)))
+        twins.append(model)
+    return twins[0], twins[1]
+
+
+_OPTIMIZERS = {"SGD 0.5": lambda: keras.optimizers.SGD(0.5),
+               "Adam 0.01": lambda: keras.optimizers.Adam(0.01)}
+
+
+def _one_step(step_fn, hidden: tuple, optimizer: str, seed: int = 0):
+    """One step of `step_fn` and one of `fit` on the same batch: (your weights, fit's weights)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(8, 3, 2, 1)).astype(np.float32)  # (8, 3, 2, 1): one batch of 8
+    y = rng.integers(0, 4, 8).astype(np.int32)  # (8,)
+    theirs, yours = _twins(hidden, seed)
+    theirs.compile(optimizer=_OPTIMIZERS[optimizer](), loss="sparse_categorical_crossentropy")
+    theirs.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    step_fn(yours, _OPTIMIZERS[optimizer](), keras.losses.SparseCategoricalCrossentropy(),
+            tf.constant(x), tf.constant(y))
+    return ([np.asarray(w, np.float64) for w in yours.get_weights()],
+            [np.asarray(w, np.float64) for w in theirs.get_weights()])
+
+
+def prove_train_step(train_step_fn) -> Proof:
+    """One train_step vs one step of Keras's own fit: the same weights after it, float32."""
+    errors = []
+    for hidden in ((), (5,)):
+        for optimizer in _OPTIMIZERS:
+            yours, theirs = _one_step(train_step_fn, hidden, optimizer)
+            errors.append((f"hidden {hidden}, {optimizer}",
+                           max(_max_abs_err(a, b) for a, b in zip(yours, theirs))))
+    return worst(errors, 1e-6)
+
+
+def _step_without_update(model, optimizer, loss_fn, x, y):
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+    tape.gradient(loss, model.trainable_variables)
+    return loss
+
+
+def _step_uphill(model, optimizer, loss_fn, x, y):
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip([-g for g in grads], model.trainable_variables))
+    return loss
+
+
+def _step_summed_loss(model, optimizer, loss_fn, x, y):
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True)) * len(y)
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+
+def _probe_step(fn):
+    """Your weights after one SGD step on the probe batch, flattened."""
+    return np.concatenate([w.ravel() for w in _one_step(fn, (5,), "SGD 0.5", seed=3)[0]])
 
 
 def _softmax_unshifted(z):
@@ -141,4 +213,15 @@ EXERCISES = (
                       _cross_entropy_all_pairs,
                   "average over the examples (np.mean), do not sum: Keras's loss is the "
                   "mean over the batch": _cross_entropy_summed}),
+    Exercise(
+        "train_step", prove_train_step, "under tf.GradientTape: probs = model(x, training=True), "
+        "loss = loss_fn(y, probs); then tape.gradient(loss, model.trainable_variables) and "
+        "optimizer.apply_gradients(zip(grads, model.trainable_variables))",
+        probe=_probe_step,
+        mistakes={"call optimizer.apply_gradients(zip(grads, model.trainable_variables)): "
+                  "without it the weights never move": _step_without_update,
+                  "pass the gradients as they are: the optimizer itself steps against them "
+                  "(negating them walks uphill)": _step_uphill,
+                  "use the batch's mean loss, loss_fn(y, probs), as fit does: a sum makes "
+                  "every SGD step batch-size times larger": _step_summed_loss}),
 )
