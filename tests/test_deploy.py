@@ -1,6 +1,7 @@
 """Deploy: int8 quantisation by hand against TFLite; every artefact gives the model's answers."""
 import doctest
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -204,27 +205,51 @@ def test_a_second_run_deploys_the_latest_cnn_run_without_training(quick):
     assert deploy.find_model_run(cfg) == model_run
 
 
-@pytest.mark.parametrize("problem", ["empty", "not a model", "a vae run"])
-def test_a_folder_that_cannot_be_served_is_a_usage_error(tmp_path, problem):
+@pytest.mark.parametrize("problem,needle", [
+    ("empty", "holds no model.keras"), ("a vae run", "is a vae run"),
+    ("failed", 'unfinished run (its results.json says "status": "failed"'),
+    ("classes", '"data.classes" is not a whole number'), ("deep", "not valid JSON")])
+def test_a_folder_that_cannot_be_served_is_refused_with_the_flags(tmp_path, problem, needle):
+    """Checked with --from, before TensorFlow and before a run folder is made."""
     folder = tmp_path / "run"
     folder.mkdir()
-    record = {"chapter": "vae" if problem == "a vae run" else "cnn", "status": "ok",
-              "data": {"name": "digits", "shape": [8, 8, 1], "classes": 10}}
+    record = {"chapter": "vae" if problem == "a vae run" else "cnn",
+              "status": "failed" if problem == "failed" else "ok",
+              "data": {"name": "digits", "shape": [8, 8, 1],
+                       "classes": "ten" if problem == "classes" else 10}}
     if problem != "empty":
-        (folder / "results.json").write_text(json.dumps(record))
+        (folder / "results.json").write_text("[" * 100_000 + "]" * 100_000 if problem == "deep"
+                                             else json.dumps(record))
         (folder / "model.keras").write_bytes(b"not a zip file")
-    with pytest.raises(console.UsageError, match=str(folder)):
+    with pytest.raises(console.UsageError, match=re.escape(needle)) as err:
+        cli.parse("deploy", ["--quick", "--from", str(folder), "--out", str(tmp_path / "o")])
+    assert str(err.value).startswith("--from must be a finished cnn or mlp run folder")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_model_file_that_does_not_load_is_a_usage_error(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(
+        {"chapter": "cnn", "status": "ok", "data": {"name": "digits", "shape": [8, 8, 1],
+                                                     "classes": 10}}))
+    (folder / "model.keras").write_bytes(b"not a zip file")
+    with pytest.raises(console.UsageError, match="is not a Keras model file"):
         cli.run_chapter("deploy", ["--quick", "--from", str(folder), "--out", str(tmp_path)])
 
 
-def test_a_bad_from_exits_2_before_tensorflow_loads(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "tfguide.chapters.deploy", "--from",
-                           str(tmp_path / "nowhere")], capture_output=True, text=True,
+@pytest.mark.parametrize("value,needle", [("nowhere", "this one does not exist"),
+                                          ("", "this one is an empty name")])
+def test_a_bad_from_exits_2_before_tensorflow_loads(tmp_path, value, needle):
+    value = str(tmp_path / value) if value else value
+    done = subprocess.run([sys.executable, "-m", "tfguide.chapters.deploy", "--from", value,
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"tfguide: error: --from must be an existing run folder (e.g. runs/cnn/<time>), or "
-        f"latest. Received: --from={tmp_path / 'nowhere'}"]
+        f"tfguide: error: --from must be a finished cnn or mlp run folder (e.g. "
+        f"runs/cnn/<time>), or latest; {needle}. Received: --from={value}"]
+    assert not (tmp_path / "out").exists(), "no run folder"
 
 
 @pytest.mark.parametrize("flags,needle", [(["--precision", "mixed"], "drop --precision"),
@@ -235,3 +260,4 @@ def test_training_flags_are_refused(tmp_path, monkeypatch, flags, needle):
     with pytest.raises(console.UsageError, match=needle):
         cli.run_chapter("deploy", ["--quick", "--out", str(tmp_path), *flags])
     assert not (tmp_path / "cnn").exists(), "refused before anything ran"
+    assert not list((tmp_path / "deploy").glob("*")), "and no empty run folder is left"

@@ -185,7 +185,7 @@ def run_folder(text: str) -> str:
         return text
     allowed = "a finished cnn or mlp run folder (e.g. runs/cnn/<time>), or latest"
     if not text:
-        raise ValueError(f"{allowed}, not an empty name")
+        raise ValueError(f"{allowed}; this one is an empty name")
     try:
         model_run(Path(text).expanduser())
     except ValueError as err:

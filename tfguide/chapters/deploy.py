@@ -341,7 +341,7 @@ def check_files(ex: Experiment, trained: keras.Model, test: TestSet,
         paths.append(folder / f"test_{i:02d}_label_{test.classes[test.labels[i]]}.png")
         eight_bit = np.round(pixels.astype(np.float32) * 255 / test.max_value).astype(np.uint8)
         Image.fromarray(eight_bit).save(paths[-1])  # an 8-bit PNG, as image editors write
-    images = [predict.read_image(p, test.shape, test.name)[0] for p in paths]
+    images = [predict.read_image(p, test.shape).image for p in paths]  # the training size: as is
     from_files = predict.classify(trained, images)  # (n, classes)
     from_arrays = trained.predict(test.pixels[:n].reshape((n, *test.shape)) / test.max_value,
                                   verbose=0)
@@ -462,7 +462,12 @@ def skew_figure(m: dict, counts: dict[str, list[int]], classes) -> Figure:
 
 def run(cfg: Config) -> dict:
     """Serve a trained classifier four ways and prove each one gives the model's answers."""
-    refuse_training_flags(cfg)
+    try:
+        refuse_training_flags(cfg)
+    except console.UsageError:
+        with contextlib.suppress(OSError, TypeError):
+            cfg.run_dir.rmdir()  # the CLI made it; nothing ran, so leave no empty run folder
+        raise
     model_run = find_model_run(cfg)  # before this run's runtime: it may train a CNN first
     with Experiment(cfg) as ex:
         record = predict.check_run_folder(model_run)
