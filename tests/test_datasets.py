@@ -558,3 +558,42 @@ def test_split_validation_floors_and_is_seeded():
     assert len(val) == 2 and len(train) == 23
     assert sorted(np.concatenate([train, val])) == list(range(25))
     np.testing.assert_array_equal(val, datasets.split_validation(25, 0.1, seed=1)[1])
+
+
+# --- How the images frame their ink (read back by predict) ---------------------------------
+def mnist_like(digits: np.ndarray) -> np.ndarray:
+    """Frame 8x8 digits as MNIST framed its digits: ink scaled into a 20x20 box, then moved
+    (by whole pixels) so its centre of mass is at the middle of 28x28. (n, 28, 28, 1)."""
+    from PIL import Image
+
+    out = np.zeros((len(digits), 28, 28, 1), np.float32)
+    for i, x in enumerate(digits[..., 0]):
+        big = np.asarray(Image.fromarray(x).resize((20, 20), Image.Resampling.BILINEAR))
+        big = np.clip(big, 0, 1)
+        cy = big.sum(1) @ (np.arange(20) + 0.5) / big.sum()
+        cx = big.sum(0) @ (np.arange(20) + 0.5) / big.sum()
+        top, left = int(round(14 - cy)), int(round(14 - cx))
+        out[i, top:top + 20, left:left + 20, 0] = big
+    return out
+
+
+def test_ink_framing_finds_how_each_data_set_aligns_its_digits():
+    data = datasets.load("digits")
+    framing = data.info()["framing"]  # what results.json records for every image chapter
+    assert framing["place"] == ["box", "mass"], "the 8x8 digits fill the height, mass across"
+    assert framing["box"] == 8 and framing["centre"][0] == pytest.approx(4.0, abs=0.01)
+    assert framing["images"] == len(data.x_train) and framing["peak"] == 1.0
+    mnist = datasets.ink_framing(mnist_like(data.x_train[:400]))
+    assert mnist["place"] == ["mass", "mass"]
+    assert mnist["centre"] == pytest.approx([14.0, 14.0], abs=0.1)
+    assert 18 <= mnist["box"] <= 20
+
+
+def test_ink_framing_skips_blank_and_colour_images():
+    x = np.zeros((3, 6, 6, 1), np.float32)
+    x[0, 1:5, 2:4] = 1.0
+    framing = datasets.ink_framing(x)
+    assert framing["images"] == 1 and framing["box"] == 4
+    assert framing["centre"] == [3.0, 3.0]
+    assert datasets.ink_framing(np.zeros((2, 6, 6, 3), np.float32)) is None
+    assert datasets.ink_framing(np.zeros((2, 6, 6, 1), np.float32)) is None
