@@ -46,14 +46,17 @@ show light strokes on a dark background, so a greyscale image whose border is br
 average than the whole image (dark ink on white paper) is inverted; the output says when it
 was. A greyscale image of another size than the training images is then framed the way the
 training images frame their ink, as measured from them when the model was trained (results.json,
-"data.framing"): the background is taken away, the ink (pixels brighter than half the
-brightest) is scaled so its box has the training images' median longest side, placed where
-they place theirs (by its box's centre or its centre of mass, whichever they align), and
-area-averaged to the training size. An image with no ink (one colour) is not classified. An
-image of the training size is taken as it is. Images of more than {MAX_PIXELS // 10**6}
-megapixels are refused; peak memory is about 4 bytes per pixel of the largest image (at most
-about {4 * MAX_PIXELS // 10**6 + 200} MB; a JPEG far less) before TensorFlow loads, and
-TensorFlow's own few hundred MB after."""
+"data.framing"): the paper's level (the border's median) is taken away, the ink's box (pixels
+brighter than the recorded fraction of the brightest) is scaled to the training images' median
+longest side and placed where they place theirs, along each axis by the box's centre or the
+centre of mass, whichever they align by; then it is area-averaged to the training size and
+brightened to the training ink's level. A run made before tfguide recorded this centres the
+ink's box instead (with a note). An image with no ink (one colour) is not classified. An image
+of the training size is taken as it is. Images are read one at a time and before TensorFlow
+loads; one of more than {MAX_PIXELS // 10**6} megapixels is refused (a JPEG is decoded at up to
+1/8 of its size, so it may be 8 times larger a side). Peak memory: at most about 6 bytes per
+pixel of the largest image (about {6 * MAX_PIXELS // 10**6 + 30} MB at the limit; 4 for an
+8-bit PNG, far less for a JPEG) while reading, then TensorFlow's own, about 650 MB on a CPU."""
 
 
 class Reading(NamedTuple):
