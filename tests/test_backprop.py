@@ -253,6 +253,27 @@ def test_exercise_float32_finite_differences_are_too_coarse(spirals):
     p32 = {k: tf.cast(v, tf.float32) for k, v in params.items()}
     errors = {h: max(bp.relative_error(grads[k], n[k]) for k in grads) for h in
               (1e-6, 1e-4, 1e-3, 1e-2, 0.1) for n in [bp.numerical_gradients(
-                  p32, tf.cast(X, tf.float32), tf.cast(Y, tf.float32), h=h)]}
+                  p32, tf.cast(X, tf.float32), tf.cast(Y, tf.float32), delta=h)]}
     assert errors[1e-6] == pytest.approx(1.0, abs=0.01)
     assert min(errors, key=errors.get) == 1e-2 and 1e-4 < errors[1e-2] < 1e-3
+
+
+def test_one_weight_of_dW2_is_the_sum_over_examples():
+    by_sum, by_backward = bp.one_weight_by_hand(*bp.tiny_network())
+    assert by_sum == pytest.approx(by_backward, rel=1e-12) and by_sum != 0
+
+
+def test_the_tape_watches_variables_and_only_watched_constants():
+    demo = bp.tape_demo()
+    assert demo["dL_dw"] == pytest.approx(demo["by_hand"], rel=1e-12)
+    assert demo["dL_dx"] == pytest.approx(demo["dL_dw"] * 0.5 / 2.0, rel=1e-12)  # w/x of dL/dw
+    assert demo["unwatched"] == "None"
+    assert demo["w_after"] == pytest.approx(0.5 - 0.1 * demo["dL_dw"])
+
+
+def test_central_differences_err_by_delta_squared_times_the_third_derivative():
+    f, third = np.sin, lambda x: -np.cos(x)  # f''' = -cos
+    x = 0.7
+    for delta in (1e-1, 5e-2):
+        estimate = (f(x + delta) - f(x - delta)) / (2 * delta)
+        assert estimate - np.cos(x) == pytest.approx(delta**2 * third(x) / 6, rel=1e-2)

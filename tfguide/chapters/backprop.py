@@ -150,7 +150,7 @@ DERIVATIVES = {
 
 # [start:network]
 def init_params(n_in: int, n_hidden: int, n_out: int, seed: int) -> dict:
-    """Random weights scaled by 1/√(inputs), so tanh starts unsaturated; zero biases."""
+    """Weights of variance 1/fan-in (LeCun-style scaling) and zero biases."""
     rng = np.random.default_rng(seed)
     return {
         "W1": tf.constant(rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_hidden)), DTYPE),
@@ -163,9 +163,9 @@ def init_params(n_in: int, n_hidden: int, n_out: int, seed: int) -> dict:
 def forward(params: dict, X, activation: str = "tanh"):
     """X → Z1 = X·W1 + b1 → A1 = f(Z1) → Z2 = A1·W2 + b2; returns A1 and the logits Z2."""
     f = ACTIVATIONS[activation]
-    Z1 = X @ params["W1"] + params["b1"]  # (n, d) @ (d, h) -> (n, h)
-    A1 = f(Z1)  # (n, h)
-    Z2 = A1 @ params["W2"] + params["b2"]  # (n, h) @ (h, k) -> (n, k)
+    Z1 = X @ params["W1"] + params["b1"]  # (n, d) @ (d, d_h) -> (n, d_h)
+    A1 = f(Z1)  # (n, d_h)
+    Z2 = A1 @ params["W2"] + params["b2"]  # (n, d_h) @ (d_h, C) -> (n, C)
     return A1, Z2
 
 
@@ -183,15 +183,58 @@ def backward(params: dict, X, Y, A1, Z2, activation: str = "tanh") -> dict:
     """
     f_prime = DERIVATIVES[activation]
     n = tf.cast(tf.shape(X)[0], X.dtype)
-    dZ2 = (softmax(Z2) - Y) / n  # (n, k): softmax + cross-entropy, averaged over n
-    dW2 = tf.transpose(A1) @ dZ2  # (h, n) @ (n, k) -> (h, k)
-    db2 = tf.reduce_sum(dZ2, axis=0)  # (k,): b2 is added to every row
-    dA1 = dZ2 @ tf.transpose(params["W2"])  # (n, k) @ (k, h) -> (n, h)
-    dZ1 = dA1 * f_prime(A1)  # (n, h): through the activation, element by element
-    dW1 = tf.transpose(X) @ dZ1  # (d, n) @ (n, h) -> (d, h)
-    db1 = tf.reduce_sum(dZ1, axis=0)  # (h,)
+    dZ2 = (softmax(Z2) - Y) / n  # (n, C): softmax + cross-entropy, averaged over n
+    dW2 = tf.transpose(A1) @ dZ2  # (d_h, n) @ (n, C) -> (d_h, C)
+    db2 = tf.reduce_sum(dZ2, axis=0)  # (C,): b2 is added to every row
+    dA1 = dZ2 @ tf.transpose(params["W2"])  # (n, C) @ (C, d_h) -> (n, d_h)
+    dZ1 = dA1 * f_prime(A1)  # (n, d_h): through the activation, element by element
+    dW1 = tf.transpose(X) @ dZ1  # (d, n) @ (n, d_h) -> (d, d_h)
+    db1 = tf.reduce_sum(dZ1, axis=0)  # (d_h,)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 # [end:network]
+
+
+# [start:tiny]
+def tiny_network() -> tuple[dict, tf.Tensor, tf.Tensor]:
+    """Two examples, two inputs, two hidden units, two classes: small enough to follow."""
+    params = {"W1": tf.constant([[0.5, -0.3], [0.2, 0.4]], DTYPE),
+              "b1": tf.constant([0.0, 0.1], DTYPE),
+              "W2": tf.constant([[1.0, -1.0], [0.5, 0.3]], DTYPE),
+              "b2": tf.constant([0.0, 0.0], DTYPE)}
+    X = tf.constant([[1.0, -1.0], [0.5, 2.0]], DTYPE)  # (n, d) = (2, 2)
+    Y = tf.constant([[0.0, 1.0], [1.0, 0.0]], DTYPE)  # (n, C): one-hot targets
+    return params, X, Y
+
+
+def one_weight_by_hand(params: dict, X, Y, i: int = 0, k: int = 1) -> tuple[float, float]:
+    """∂L/∂W2[i, k] as the sum over examples Σ_n A1[n, i]·dZ2[n, k], and backward's value."""
+    A1, Z2 = forward(params, X)
+    dZ2 = (softmax(Z2) - Y) / X.shape[0]  # (n, C)
+    by_sum = sum(float(A1[n, i] * dZ2[n, k]) for n in range(X.shape[0]))
+    return by_sum, float(backward(params, X, Y, A1, Z2)["W2"][i, k])
+# [end:tiny]
+
+
+# [start:tape]
+def tape_demo() -> dict:
+    """What tf.GradientTape watches, and one step of gradient descent taken with it."""
+    w = tf.Variable(0.5, dtype=DTYPE)  # a Variable: the tape watches it by itself
+    x = tf.constant(2.0, DTYPE)  # a constant: watched only when asked
+    with tf.GradientTape(persistent=True) as tape:  # persistent: we may ask it twice
+        tape.watch(x)
+        a = tanh(w * x)  # z = w·x = 1, a = tanh(1)
+        L = (a - 1.0) ** 2  # a scalar loss
+    dL_dw = tape.gradient(L, w)  # the chain rule: 2(a − 1) · (1 − a²) · x
+    dL_dx = tape.gradient(L, x)  # the same with w in place of x
+    del tape  # a persistent tape keeps its record until it is deleted
+    with tf.GradientTape() as plain:
+        square = x * x
+    unwatched = plain.gradient(square, x)  # None: nothing told this tape to watch x
+    w.assign_sub(0.1 * dL_dw)  # one step of gradient descent on the Variable, in place
+    return {"a": float(a), "L": float(L), "dL_dw": float(dL_dw), "dL_dx": float(dL_dx),
+            "by_hand": float(2 * (a - 1) * (1 - a**2) * x), "unwatched": str(unwatched),
+            "w_after": float(w.numpy())}
+# [end:tape]
 
 
 # [start:check]
@@ -203,19 +246,20 @@ def tape_gradients(params: dict, X, Y, activation: str = "tanh") -> dict:
     return tape.gradient(loss, params)
 
 
-def numerical_gradients(params: dict, X, Y, activation: str = "tanh", h: float = 1e-6) -> dict:
-    """Central finite differences: ∂L/∂θ_i ≈ (L(θ + h·e_i) − L(θ − h·e_i)) / 2h."""
+def numerical_gradients(params: dict, X, Y, activation: str = "tanh",
+                        delta: float = 1e-6) -> dict:
+    """Central finite differences: ∂L/∂θ_i ≈ (L(θ + Δ·e_i) − L(θ − Δ·e_i)) / 2Δ."""
     grads, L = {}, tf.function(lambda p: loss_fn(p, X, Y, activation))  # traced once
     for name, value in params.items():
         theta, g = value.numpy(), np.zeros(value.shape)
 
-        def loss_at(i, delta):
+        def loss_at(i, nudge):
             nudged = theta.copy()
-            nudged[i] += delta
+            nudged[i] += nudge
             return float(L({**params, name: tf.constant(nudged)}))
 
         for i in np.ndindex(theta.shape):  # one entry at a time, both directions
-            g[i] = (loss_at(i, h) - loss_at(i, -h)) / (2 * h)
+            g[i] = (loss_at(i, delta) - loss_at(i, -delta)) / (2 * delta)
         grads[name] = g
     return grads
 
@@ -248,7 +292,7 @@ def make_train(learning_rate: float, batch_size: int, activation: str = "tanh",
         losses = tf.TensorArray(DTYPE, size=steps)
         for i in tf.range(steps):
             start = (first_step + i) % n_batches * batch_size
-            Xb, Yb = X[start:start + batch_size], Y[start:start + batch_size]  # (b, d), (b, k)
+            Xb, Yb = X[start:start + batch_size], Y[start:start + batch_size]  # (B, d), (B, C)
             A1, Z2 = forward(params, Xb, activation)
             grads = backward(params, Xb, Yb, A1, Z2, activation)
             # v ← βv − α∇L, then θ ← θ + v
@@ -357,6 +401,15 @@ def check_from_scratch(cfg: Config, ex: Experiment, data: Spirals, params0: dict
            grad_tape_rel_err=max(errs["tape"] for errs in check.values()),
            grad_fd_rel_err=max(errs["finite differences"] for errs in check.values()))
     ex.details["gradient_check"] = check
+    tiny, Xt, Yt = tiny_network()
+    A1, Z2 = forward(tiny, Xt)
+    dZ2 = (softmax(Z2) - Yt) / 2  # (n, C), n = 2
+    by_sum, by_backward = one_weight_by_hand(tiny, Xt, Yt)
+    ex.details["tiny"] = {"A1_00": float(A1[0, 0]), "A1_10": float(A1[1, 0]),
+                          "dZ2_01": float(dZ2[0, 1]), "dZ2_11": float(dZ2[1, 1]),
+                          "by_sum": by_sum, "backward": by_backward,
+                          "loss": float(loss_fn(tiny, Xt, Yt))}
+    ex.details["tape"] = tape_demo()
     return check
 
 
@@ -447,6 +500,72 @@ def draw(ex: Experiment, data: Spirals, check: dict, trained: Trained) -> None:
         bars, ylabel="relative error", logy=True, threshold=1e-6,
         title="Hand-written gradients vs GradientTape and finite differences"),
         "gradient_check")
+
+
+# --- Concept diagrams (no training: drawn from the chapter's own functions) -----------------
+def graph_concept() -> Figure:
+    """The two-layer network's computational graph on `tiny_network`: values forward (black),
+    gradients backward (red), each the chapter's own forward and backward."""
+    params, X, Y = tiny_network()
+    A1, Z2 = forward(params, X)
+    grads = backward(params, X, Y, A1, Z2)
+    dZ2 = (softmax(Z2) - Y) / 2
+    dA1 = dZ2 @ tf.transpose(params["W2"])
+    Z1 = X @ params["W1"] + params["b1"]
+    nodes = {  # name: (x, y, value, gradient or None)
+        "X": (0, 0, X, None), "W1": (1.2, -1.9, params["W1"], grads["W1"]),
+        "b1": (2.8, -1.9, params["b1"], grads["b1"]), "Z1": (2.4, 0, Z1, dA1 * (1 - A1**2)),
+        "A1": (4.8, 0, A1, dA1), "W2": (6.0, -1.9, params["W2"], grads["W2"]),
+        "b2": (7.6, -1.9, params["b2"], grads["b2"]), "Z2": (7.2, 0, Z2, dZ2),
+        "L": (9.6, 0, loss_fn(params, X, Y), None)}
+    edges = [("X", "Z1", "X·W1 + b1"), ("W1", "Z1", ""), ("b1", "Z1", ""),
+             ("Z1", "A1", "tanh"), ("A1", "Z2", "A1·W2 + b2"), ("W2", "Z2", ""),
+             ("b2", "Z2", ""), ("Z2", "L", "softmax,\ncross-entropy")]
+    fig = Figure(figsize=(12, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    for a, b, op in edges:
+        (xa, ya), (xb, yb) = nodes[a][:2], nodes[b][:2]
+        ax.annotate("", (xb - 0.55 * (ya == yb), yb - 0.55 * (ya != yb)), (xa, ya),
+                    arrowprops=dict(arrowstyle="-|>", color="gray", shrinkA=38))
+        ax.text((xa + xb) / 2, 0.75, op, ha="center", fontsize=9, color="gray") if op else None
+    for name, (x, y, value, grad) in nodes.items():
+        text = f"{name}  {tuple(value.shape)}\n" + np.array2string(
+            np.asarray(value), precision=2, suppress_small=True)
+        if grad is not None:
+            text += f"\nd{name} =\n" + np.array2string(np.asarray(grad), precision=3,
+                                                          suppress_small=True)
+        ax.text(x, y, text, ha="center", va="center", fontsize=8, family="monospace",
+                bbox=dict(boxstyle="round", fc="white", ec="C3" if grad is not None else "black"))
+    ax.annotate("", (0.8, -0.9), (8.8, -0.9), arrowprops=dict(arrowstyle="-|>", color="C3"))
+    ax.text(4.8, -1.05, "backward: dZ2 = (P − Y)/n,  dW2 = A1ᵀ·dZ2,  dA1 = dZ2·W2ᵀ,  "
+            "dZ1 = dA1 ⊙ (1 − A1²),  dW1 = Xᵀ·dZ1", ha="center", va="top", color="C3",
+            fontsize=9)
+    ax.set(xlim=(-0.9, 10.4), ylim=(-2.5, 1.1), title="Forward values and backward gradients "
+           "on a tiny network (n = 2 examples, d = 2, 2 hidden units, C = 2)")
+    ax.axis("off")
+    return fig
+
+
+def activation_concept() -> Figure:
+    """Each hidden activation and its derivative, from ACTIVATIONS and DERIVATIVES."""
+    z = tf.constant(np.linspace(-4, 4, 401), DTYPE)
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for name, f in ACTIVATIONS.items():
+        a = f(z)
+        left.plot(z, a, label=name)
+        right.plot(z, DERIVATIVES[name](a), label=f"{name}′")
+    right.axhline(0.25, color="C1", ls=":", lw=1)
+    right.text(-4, 0.28, "σ′ ≤ 1/4", color="C1")
+    left.set(title="f(z)", xlabel="z", ylim=(-1.2, 2))
+    right.set(title="f′(z), written in terms of a = f(z)", xlabel="z")
+    left.legend(), right.legend()
+    return fig
+
+
+def concept_figures() -> dict[str, Figure]:
+    """The chapter's diagrams of its idea."""
+    return {"concept_graph": graph_concept(), "concept_activations": activation_concept()}
 
 
 def run(cfg: Config) -> dict:
