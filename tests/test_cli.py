@@ -1,4 +1,5 @@
 """The shared command line: every bad value exits 2 with one clear line."""
+import errno
 import os
 import json
 import signal
@@ -87,12 +88,26 @@ def test_every_chapter_accepts_multiworker_given_a_valid_tf_config(monkeypatch, 
 
 def test_data_dir_from_environment_is_checked_only_where_data_is_read(monkeypatch, tmp_path):
     monkeypatch.setenv("TFGUIDE_DATA_DIR", str(tmp_path))
-    assert cli.parse("gradient_descent", []).data_dir == tmp_path
+    assert cli.parse("gradient_descent", []).data_dir is None, "the loaders read the variable"
     monkeypatch.setenv("TFGUIDE_DATA_DIR", str(tmp_path / "missing"))  # stale: harmless here
-    assert cli.parse("gradient_descent", []).data_dir == tmp_path / "missing"
+    assert cli.parse("gradient_descent", []).data_dir is None
     result = run_cmd("-m", "tfguide", "text", "gradient_descent",
                      env_extra={"TFGUIDE_DATA_DIR": str(tmp_path / "missing")})
     assert result.returncode == 0
+
+
+def test_a_data_dir_variable_naming_a_file_is_named_as_the_variable(monkeypatch, tmp_path):
+    from tfguide import datasets
+
+    (tmp_path / "one.png").write_bytes(b"not a folder")
+    monkeypatch.setenv("TFGUIDE_DATA_DIR", str(tmp_path / "one.png"))
+    cfg = cli.parse("cnn", ["--quick", "--data", "mnist", "--out", str(tmp_path / "runs")])
+    assert cfg.data_dir is None, "not recorded as a --data-dir the user never gave"
+    with pytest.raises(datasets.DataError) as err:
+        datasets.load(cfg.data, cfg.data_dir, offline=True)
+    message = str(err.value)
+    assert message.startswith(f"TFGUIDE_DATA_DIR={tmp_path / 'one.png'} is a file")
+    assert "--data-dir" not in message and "\n" not in message
 
 
 def test_quick_and_full_defaults_come_from_the_registry():
@@ -382,7 +397,79 @@ def test_a_chapter_may_take_data_the_learner_brings(tmp_path):
     assert cli.parse(brings.name, ["--data", "sonnets", "--data-dir", str(tmp_path)]).data == \
         "sonnets"
     for argv in (["--data", "sonnets"], ["--data", "../up", "--data-dir", str(tmp_path)]):
-        with pytest.raises(console.UsageError, match="with --data-dir DIR holding"):
+        with pytest.raises(console.UsageError,
+                           match=r"with --data-dir DIR \(or TFGUIDE_DATA_DIR=DIR\) holding"):
             cli.parse(brings.name, argv)
     with pytest.raises(console.UsageError, match="--data must be one of mnist"):
         cli.parse(fixed.name, ["--data", "sonnets", "--data-dir", str(tmp_path)])
+
+
+# --- A full disk: one line, exit 1, whoever wrote (issue 23, class 4) -------------------------
+def no_space(filename=None):
+    return OSError(errno.ENOSPC, "No space left on device", filename)
+
+
+def tf_no_space():
+    import tensorflow as tf
+
+    return tf.errors.ResourceExhaustedError(None, None, "/x/variables/variables_temp/part-0.data"
+                                            "; No space left on device [Op:SaveV2]")
+
+
+def chained_no_space():  # Pillow and Matplotlib raise while handling the OSError
+    try:
+        raise no_space()
+    except OSError:
+        try:
+            raise ValueError("the figure could not be saved")
+        except ValueError as err:
+            return err
+
+
+@pytest.mark.parametrize("make_error,named", [
+    (lambda run_dir: no_space(str(run_dir / "history.csv")), "history.csv"),
+    (lambda run_dir: tf_no_space(), "could not write in "),
+    (lambda run_dir: chained_no_space(), "could not write in "),
+    (lambda run_dir: OSError(errno.EDQUOT, "Disk quota exceeded"), "the disk quota is used up"),
+])
+def test_a_full_disk_is_one_line_and_exit_1(tmp_path, capsys, make_error, named):
+    def full(cfg):
+        raise make_error(cfg.run_dir)
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main("tfguide.chapters.gradient_descent", full, ["--quick", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("tfguide: error: could not write") and named in err
+    assert "free some space" in err and "bytes free there" in err
+
+
+def test_a_run_folder_that_cannot_be_made_on_a_full_disk_exits_1(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    real = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self.parent.name == "gradient_descent":
+            raise no_space(str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    with pytest.raises(SystemExit) as stop:
+        cli.main("tfguide.chapters.gradient_descent", lambda cfg: {}, ["--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "cannot create a run folder" in err and "disk is full" in err
+
+
+def test_other_errors_are_not_taken_for_a_full_disk(tmp_path):
+    def broken(cfg):
+        raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output"):
+        cli.main("tfguide.chapters.gradient_descent", broken, ["--out", str(tmp_path)])
+
+
+def test_the_readme_says_how_to_run_tfguide_safe_from_the_current_folder():
+    readme = (registry.__file__.rsplit("/tfguide/", 1)[0] + "/README.md")
+    start = open(readme, encoding="utf-8").read().split("## Start here", 1)[1].split("\n## ")[0]
+    assert "python -P -m" in start and "`tfguide run" in start, "see issue 23, defect 27"

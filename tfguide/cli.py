@@ -84,11 +84,17 @@ def _check_tf_config() -> None:
 
 
 def _data_dir(args: argparse.Namespace) -> Path | None:
+    """The --data-dir folder; $TFGUIDE_DATA_DIR is the loaders' (`datasets.data_folder`) to read.
+
+    The variable is checked, and named, only by a run that reads data from a
+    folder, so a stale one does not stop a chapter whose data are shipped.
+    """
     if args.data_dir is not None:
         return existing_folder("--data-dir", args.data_dir)
-    if os.environ.get("TFGUIDE_DATA_DIR"):  # checked when data is loaded: a chapter may need none
-        return Path(os.environ["TFGUIDE_DATA_DIR"]).expanduser()
     return None
+
+
+DATA_DIR_VARIABLE = "TFGUIDE_DATA_DIR"  # datasets.DATA_DIR_VARIABLE (that module loads TensorFlow)
 
 
 def _data_name(chapter: registry.Chapter, args: argparse.Namespace) -> str:
@@ -97,10 +103,11 @@ def _data_name(chapter: registry.Chapter, args: argparse.Namespace) -> str:
         return chapter.quick_data if args.quick else chapter.data[0]
     if args.data in chapter.data or not chapter.brought_data:
         return choice("--data", args.data, chapter.data)
-    if args.data_dir is None or not re.fullmatch(r"\w[\w.-]*", args.data):
+    folder = args.data_dir is not None or os.environ.get(DATA_DIR_VARIABLE)
+    if not folder or not re.fullmatch(r"\w[\w.-]*", args.data):
         raise bad_value("--data", args.data, f"one of {', '.join(chapter.data)}, or a name NAME "
-                        f"(letters, digits, . _ -) with --data-dir DIR holding "
-                        f"{chapter.brought_data}")
+                        f"(letters, digits, . _ -) with --data-dir DIR (or {DATA_DIR_VARIABLE}"
+                        f"=DIR) holding {chapter.brought_data}")
     return args.data
 
 
@@ -225,7 +232,7 @@ def main(module_name: str, run: Callable[[Config], dict] | None = None,
         cfg = prepare(cfg)
     except UsageError as err:
         fail(str(err), 2)
-    except SetupError as err:
+    except (SetupError, paths.WriteError) as err:
         fail(str(err), 1)
     run_dir = cfg.run_dir
     signal.signal(signal.SIGTERM, _terminate)
@@ -235,12 +242,17 @@ def main(module_name: str, run: Callable[[Config], dict] | None = None,
         _run(cfg, run)
     except (runtime.DeviceError, UsageError) as err:
         fail(str(err), 2)
-    except (datasets.DataError, SetupError, distributed.WorkerError) as err:
+    except (datasets.DataError, SetupError, distributed.WorkerError, paths.WriteError) as err:
         fail(str(err), 1)
     except KeyboardInterrupt as stop:
         what = "Terminated" if isinstance(stop, Terminated) else "Interrupted"
         print(f"\n{what}. What was written so far is in {run_dir}", file=sys.stderr)
         raise SystemExit(143 if isinstance(stop, Terminated) else 130) from None
+    except Exception as err:  # a full disk, from wherever it was written (TensorFlow, Pillow…)
+        message = paths.full_disk_message(err, run_dir)
+        if message is None:
+            raise
+        fail(message, 1)
     say(runs.summary(run_dir))
     if cfg.show:
         runs.show_figures(run_dir)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
+import shutil
 from pathlib import Path
 
 
@@ -24,7 +25,65 @@ def _why(err: OSError) -> str:
         errno.ENOTDIR: "a part of the path is a file, not a folder",
         errno.ENOENT: "a part of the path cannot be created there",
         errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up",
     }.get(err.errno, err.strerror or type(err).__name__)
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT)  # a full disk, or this user's share of it used up
+FULL_TEXTS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT}
+
+
+class WriteError(Exception):
+    """A file tfguide could not write: the message names it, says why and what to do."""
+
+
+def write_error(path: Path, err: OSError, size: int | None = None) -> WriteError:
+    """Return the one-line error for `path` that could not be written (`size` bytes, if known)."""
+    need = f" ({size:,} bytes)" if size else ""
+    return WriteError(f"could not write {path}{need}: {_why(err)}{_room(path, err.errno)}")
+
+
+def _room(path: Path, number: int | None) -> str:
+    """For a full disk: how much room is left there, and what to do."""
+    if number not in FULL:
+        return ""
+    place = Path(path)
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        free = f" ({shutil.disk_usage(place).free:,} bytes free there)"
+    except OSError:
+        free = ""
+    return f"{free}; free some space, or write elsewhere (--out DIR)"
+
+
+def disk_full(err: BaseException | None) -> tuple[int, str] | None:
+    """Return (errno, the file named or "") if `err` or what it wraps is a full disk, else None.
+
+    A full disk reaches tfguide as an OSError (ENOSPC, EDQUOT) from Python,
+    Pillow or Matplotlib, or as TensorFlow's ResourceExhaustedError whose
+    message says "No space left on device", either possibly chained in another.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in FULL:
+            return err.errno, str(err.filename or "")
+        for text, number in FULL_TEXTS.items():
+            if text in str(err):
+                return number, ""
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def full_disk_message(err: BaseException, where: Path) -> str | None:
+    """Return one line for a full disk under `where` (the file, if known), or None if not one."""
+    found = disk_full(err)
+    if found is None:
+        return None
+    number, filename = found
+    return (f"could not write {filename or f'in {where}'}: "
+            f"{_why(OSError(number, ''))}{_room(Path(filename or where), number)}")
 
 
 def check_output_folder(path: Path) -> Path:
@@ -82,6 +141,7 @@ def make_run_dir(out: Path, name: str) -> Path:
 
     Raises:
         PathError: the folder cannot be created (permissions, a file in the way, …).
+        WriteError: the disk is full.
     """
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     parent = Path(out).expanduser() / name
@@ -95,7 +155,10 @@ def make_run_dir(out: Path, name: str) -> Path:
             except FileExistsError:
                 continue
     except OSError as err:
-        raise PathError(f"cannot create a run folder in {parent}: {_why(err)}") from None
+        why = f"cannot create a run folder in {parent}: {_why(err)}"
+        if err.errno in FULL:  # not a bad --out: the environment's to fix
+            raise WriteError(why + _room(parent, err.errno)) from None
+        raise PathError(why) from None
     raise PathError(f"cannot create a run folder in {parent}: too many runs this second")
 
 

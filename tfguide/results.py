@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
+import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -59,6 +62,8 @@ class Experiment:
         self.dir = Path(self.cfg.run_dir or paths.make_run_dir(self.cfg.out, self.cfg.chapter))
         (self.dir / "figures").mkdir(parents=True, exist_ok=True)
         self.runtime = None
+        if not self.cfg.verbose:  # TensorFlow's Python warnings (retracing notes) only with -v
+            logging.getLogger("tensorflow").setLevel(logging.ERROR)
         self.write_results("running")  # a run killed outright still leaves its record
         try:
             self.runtime = runtime.configure(self.cfg)  # may wait for other workers
@@ -73,7 +78,12 @@ class Experiment:
             status = "terminated" if issubclass(exc_type, console.Terminated) else "interrupted"
         elif exc_type is not None:
             status = "failed"
-        self.write_results(status, error=None if exc is None else f"{exc_type.__name__}: {exc}")
+        try:
+            self.write_results(status, error=None if exc is None else f"{exc_type.__name__}: {exc}")
+        except paths.WriteError:
+            if exc is None:
+                raise
+            # The run's own error says more; results.json keeps its last record, whole.
 
     @property
     def wall_s(self) -> float:
@@ -120,26 +130,44 @@ class Experiment:
 
     def save_history(self, history: Mapping[str, Sequence[float]], tag: str = "") -> Path:
         """Write a custom loop's per-step or per-epoch history as CSV."""
-        path = self.dir / (f"history_{tag}.csv" if tag else "history.csv")
-        names = list(history)
-        rows = zip(*(history[n] for n in names))
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["step", *names])
-            for i, row in enumerate(rows):
-                writer.writerow([i, *(json_value(v) for v in row)])
-        return path
+        names, text = list(history), io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["step", *names])
+        for i, row in enumerate(zip(*(history[n] for n in names))):
+            writer.writerow([i, *(json_value(v) for v in row)])
+        return self.write_file(f"history_{tag}.csv" if tag else "history.csv",
+                               text.getvalue().encode())
 
     def save_figure(self, fig, name: str) -> Path:
         """Save a figure as `figures/<name>.png`."""
-        path = self.dir / "figures" / f"{name}.png"
-        fig.savefig(path, dpi=110)
-        return path
+        png = io.BytesIO()
+        fig.savefig(png, dpi=110, format="png")
+        return self.write_file(f"figures/{name}.png", png.getvalue())
 
     def save_model(self, model: keras.Model, name: str = "model.keras") -> Path:
-        """Save a Keras model in the native `.keras` format."""
+        """Save a Keras model in the native `.keras` format (whole, or not at all)."""
         path = self.dir / name
-        model.save(path)
+        tmp = path.with_name(f".{path.stem}-{os.getpid()}.tmp{path.suffix}")
+        try:
+            model.save(tmp)
+            os.replace(tmp, path)
+        except OSError as err:
+            raise paths.write_error(path, err) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def write_file(self, name: str, data: bytes) -> Path:
+        """Write `data` as the run folder's file `name` at once (a new file, then a rename).
+
+        Raises:
+            paths.WriteError: it could not be written (a full disk, ...); the old file stays.
+        """
+        path = self.dir / name
+        try:
+            paths.replace_file(path, data)
+        except OSError as err:
+            raise paths.write_error(path, err, len(data)) from None
         return path
 
     # --- Metrics and results ---------------------------------------------------------
@@ -166,15 +194,15 @@ class Experiment:
             "wall_s": round(self.wall_s, 3),
             "created": self._created,
             "files": sorted(str(p.relative_to(self.dir)) for p in self.dir.rglob("*")
-                            if p.is_file() and "tensorboard" not in p.parts),
+                            if p.is_file() and "tensorboard" not in p.parts
+                            and not p.name.startswith(".")),  # not a file being written
         }
         if self.details:
             payload["details"] = self.details
         if error:
             payload["error"] = error
-        path = self.dir / "results.json"
-        path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-        return path
+        return self.write_file("results.json",
+                               (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode())
 
 
 class EpochTimer(keras.callbacks.Callback):
