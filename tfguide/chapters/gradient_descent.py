@@ -168,8 +168,8 @@ def curvature(X: tf.Tensor):
     """The Hessian H = (2/n)·XᵀX of L (the same at every θ) and its eigen-decomposition."""
     n = float(X.shape[0])
     H = 2.0 / n * tf.matmul(X, X, transpose_a=True)  # (2, 2)
-    lam, Q = tf.linalg.eigh(H)  # λ ascending, (2,); Q's columns are the eigenvectors, (2, 2)
-    return H, lam, Q
+    lam, U = tf.linalg.eigh(H)  # λ ascending, (2,); U's columns are the eigenvectors, (2, 2)
+    return H, lam, U
 
 
 def stable_lr_limit(X: tf.Tensor) -> float:
@@ -179,11 +179,11 @@ def stable_lr_limit(X: tf.Tensor) -> float:
 
 
 def gd_error(theta0, theta_star, X, lr: float, steps: int) -> tf.Tensor:
-    """θ_t − θ* of gradient descent without running it: along each eigenvector q_i of H the
+    """θ_t − θ* of gradient descent without running it: along each eigenvector u_i of H the
     error is multiplied by (1 − α·λ_i) at every step."""
-    _, lam, Q = curvature(X)
-    e0 = tf.linalg.matvec(Q, tf.constant(theta0, DTYPE) - theta_star, transpose_a=True)  # (2,)
-    return tf.linalg.matvec(Q, (1 - lr * lam) ** steps * e0)  # (2,): back to (w, b)
+    _, lam, U = curvature(X)
+    e0 = tf.linalg.matvec(U, tf.constant(theta0, DTYPE) - theta_star, transpose_a=True)  # (2,)
+    return tf.linalg.matvec(U, (1 - lr * lam) ** steps * e0)  # (2,): back to (w, b)
 
 
 def momentum_factor(lr: float, beta: float, lam) -> float:
@@ -366,7 +366,7 @@ def draw(ex: Experiment, data: Data, scratch: Scratch, history: dict, y_hat: np.
 def step_concept(X, y, lr: float = 0.1) -> Figure:
     """The loss's contours, one gradient step from START, and H's two eigen-directions."""
     theta_star = closed_form(X, y).numpy()
-    _, lam, Q = (t.numpy() for t in curvature(X))
+    _, lam, U = (t.numpy() for t in curvature(X))
     W, B, Z = _surface(X, y, theta_star, START)
     g = gradient(tf.constant(START), X, y).numpy()
     fig = Figure(figsize=(6.4, 5.0), layout="constrained")
@@ -380,7 +380,7 @@ def step_concept(X, y, lr: float = 0.1) -> Figure:
     ax.plot(*START, "o", color="C3")
     ax.text(*(START + [-0.2, -0.45]), r"$\theta_0$", color="C3")
     for i, name in enumerate([r"\lambda_{min}", r"\lambda_{max}"]):  # H's eigen-directions
-        ends = theta_star + np.outer([-1.6, 1.6], Q[:, i])
+        ends = theta_star + np.outer([-1.6, 1.6], U[:, i])
         ax.plot(*ends.T, "--", color="gray", lw=1)
         ax.text(*(ends[0] + [0.1, -0.3]), f"${name} = {lam[i]:.2f}$", color="dimgray")
     ax.plot(*theta_star, "k*", ms=14)
