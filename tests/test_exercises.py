@@ -35,9 +35,9 @@ def test_most_chapters_have_exercises():
 @pytest.mark.parametrize("name", WITH_EXERCISES)
 def test_the_chapters_own_functions_pass(name):
     module = __import__(registry.get(name).module, fromlist=["_"])
-    for exercise in exercises.declared(name):
-        proof = exercise.prove(getattr(module, exercise.function))
-        assert proof.passed, f"{name}.{exercise.function}: {proof}"
+    for exercise in exercises.declared(name):  # as the checker calls them (watching the answers)
+        verdict = exercises.check_one(exercise, module, None)
+        assert verdict.status == "PASS", f"{name}.{exercise.function}: {verdict}"
         assert exercise.mistakes, f"{name}.{exercise.function} names no typical mistake"
 
 
@@ -200,7 +200,8 @@ def sparse_cross_entropy(labels, probs):
     return str(_theirs(labels, probs))
 """)
     found = _verdicts("mlp", module, path)
-    assert found["softmax"].detail == "returned an array of shape (5,), expected shape (3, 5)"
+    assert found["softmax"].detail.startswith("returned an array of shape (5,), expected shape "
+                                              "(3, 5): ")  # then the hint
     assert found["mlp_forward"].detail.startswith("returned a complex number, expected an "
                                                   "array of shape")
     assert found["sparse_cross_entropy"].detail.startswith("returned str '0.")  # not a PASS

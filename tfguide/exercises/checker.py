@@ -334,7 +334,7 @@ def _diagnose(exercise, fn: Callable) -> str:
 
     try:
         got = np.asarray(exercise.probe(fn), dtype=np.float64)
-    except Exception:
+    except (Exception, SystemExit):
         return exercise.hint
     for hint, wrong in exercise.mistakes.items():
         try:
@@ -385,11 +385,12 @@ def check_one(exercise, module, path: Path | None, fn: Callable | None = None) -
     if proof.passed and _within(error, tolerance):
         return Verdict(name, "PASS", f"max error {error:.2g} <= {tolerance:.0e}",
                        float(error), float(tolerance))
-    wrong = _wrong_return(exercise, watched, watched.calls)
-    if wrong:
-        return Verdict(name, "FAIL", wrong)
-    return Verdict(name, "FAIL", f"max error {error:.2g} > {tolerance:.0e}{where}: "
-                   f"{_diagnose(exercise, fn)}")
+    diagnosis = _diagnose(exercise, fn)
+    if diagnosis == exercise.hint:  # no known mistake: was the answer even of the right shape?
+        wrong = _wrong_return(exercise, watched, watched.calls)
+        if wrong:
+            return Verdict(name, "FAIL", f"{wrong}: {diagnosis}")
+    return Verdict(name, "FAIL", f"max error {error:.2g} > {tolerance:.0e}{where}: {diagnosis}")
 
 
 def check_function(name: str, function: str, fn: Callable) -> str:
