@@ -231,7 +231,8 @@ def test_runaway_recursion_is_collapsed_as_python_does(tmp_path):
 
 def test_any_file_name_and_any_ordinary_python(tmp_path):
     path = tmp_path / "my answers.txt"
-    path.write_text("import dataclasses\nfrom tfguide.chapters.cnn import *\n\n"
+    path.write_text("from __future__ import annotations\nimport dataclasses\n"
+                    "from tfguide.chapters.cnn import *\n\n"
                     "@dataclasses.dataclass\nclass Window:\n    size: int = 2\n")
     verdicts = exercises.check("cnn", path, in_process=True)
     assert all(v.status == "PASS" for v in verdicts), exercises.report(verdicts)
