@@ -25,8 +25,9 @@ USAGE = """usage: python -m tfguide [COMMAND]
   bench         measure training speed beside plain Keras (`bench --help`)
   exercise NAME [--out DIR] [--force]
                 write the chapter's from-scratch functions to fill in (exercises/NAME.py)
-  check NAME [FILE]
-                prove your functions the way the chapter proves its own (PASS/FAIL/TODO)
+  check NAME [FILE] [--timeout SECONDS]
+                prove your functions the way the chapter proves its own (PASS/FAIL/TODO);
+                each function runs in a worker process, stopped after SECONDS of CPU
   record NAME|all [--full] [--sync]
                 run a chapter's reference run and refresh the numbers and figures of its
                 text from it (chapters/results/, chapters/figures/)
