@@ -240,3 +240,34 @@ def test_avg_pool_check_catches_padding_counted_in_the_average():
     x = random((1, 5, 5, 1), tf.float64, 6) + 2.0
     wrong = lambda x: tf.nn.avg_pool2d(cnn.pad(x, 2, 2, 2, "same"), 2, 2, "VALID")  # noqa: E731
     assert cnn.max_abs_err(wrong, lambda x: tf.nn.avg_pool2d(x, 2, 2, "SAME"), x) > 0.1
+
+
+def test_the_worked_example_shows_equivariance():
+    worked = cnn.worked_example()
+    assert worked["edge"] == [[0, 2, 0, 0]] * 3, "2 where the window straddles the edge"
+    assert worked["shifted"] == [[0, 0, 2, 0]] * 3, "the input moved right, so did the map"
+    assert worked["pooled"] == [[2, 0]]
+
+
+@pytest.mark.parametrize("text,rate", [("0", 0.0), ("0.25", 0.25)])
+def test_dropout_flag_sets_the_rate(text, rate):
+    cfg = cli.parse("cnn", ["--quick", "--dropout", text])
+    assert cfg.options["dropout"] == rate
+    model = cnn.build_model((8, 8, 1), 10, cfg.options["dropout"])
+    assert model.get_layer("dropout").rate == rate
+
+
+@pytest.mark.parametrize("text", ["1", "-0.1", "half"])
+def test_a_bad_dropout_flag_is_one_line(text):
+    from tfguide.console import UsageError
+
+    with pytest.raises(UsageError, match="--dropout must be a fraction from 0"):
+        cli.parse("cnn", ["--quick", f"--dropout={text}"])
+
+
+def test_the_sliding_window_diagram_is_drawn_with_the_chapters_padding():
+    (name, fig), = cnn.concept_figures().items()
+    assert name == "concept_sliding_window"
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "padding 1 before, 1 after → 3×3 output" in titles[1]
+    assert "padding 0 before, 1 after → 3×3 output" in titles[2], "the odd zero goes at the end"

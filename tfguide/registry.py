@@ -60,6 +60,17 @@ def hidden_widths(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+def dropout_rate(text: str) -> float:
+    """Parse cnn's --dropout: a fraction from 0 (no dropout) up to, not including, 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:  # NaN fails too
+        raise ValueError("a fraction from 0 up to (not including) 1")
+    return value
+
+
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter(
         name="gradient_descent",
@@ -115,6 +126,8 @@ CHAPTERS: tuple[Chapter, ...] = (
         batch_size=128,
         learning_rate=3e-3,
         quick_epochs=15,
+        options=(Option("--dropout", dropout_rate, 0.5,
+                        "fraction of the flattened features dropped in training (0 to < 1)"),),
     ),
     Chapter(
         name="rnn",

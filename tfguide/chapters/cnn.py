@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from tfguide import cli, datasets, plotting
 from tfguide.config import Config
@@ -120,6 +121,21 @@ def avg_pool2d(x: tf.Tensor, size: int = 2, stride: int | None = None, padding: 
 # [end:avg_pool]
 
 
+# [start:worked]
+def worked_example() -> dict[str, list]:
+    """A vertical edge, the same edge one pixel to the right, one 2×2 edge detector."""
+    edge = np.zeros((1, 4, 5, 1), np.float32)  # (batch, h, w, c): one 4×5 grey image
+    edge[0, :, 2:, 0] = 1.0  # dark columns 0-1, bright columns 2-4
+    shifted = np.zeros_like(edge)
+    shifted[:, :, 1:] = edge[:, :, :-1]  # the same picture moved one column right
+    kernel = np.array([[-1.0, 1.0], [-1.0, 1.0]], np.float32).reshape(2, 2, 1, 1)  # right − left
+    maps = {name: conv2d(tf.constant(x), tf.constant(kernel))[0, :, :, 0]  # (3, 4), 'valid'
+            for name, x in (("edge", edge), ("shifted", shifted))}
+    maps["pooled"] = max_pool2d(maps["edge"][None, :, :, None], 2)[0, :, :, 0]  # (1, 2)
+    return {name: m.numpy().astype(int).tolist() for name, m in maps.items()}
+# [end:worked]
+
+
 # [start:check]
 def max_abs_err(ours, theirs, *inputs, seed: int = 0) -> float:
     """Largest |difference| between two functions' outputs and their gradients.
@@ -165,7 +181,8 @@ def check_against_tf(x: tf.Tensor, kernel: tf.Tensor) -> tuple[float, float]:
 
 # --- The Keras way --------------------------------------------------------------------
 # [start:keras]
-def build_model(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+def build_model(input_shape: tuple[int, ...], num_classes: int,
+                dropout: float = 0.5) -> keras.Model:
     """The classic small CNN: two conv-pool stages, dropout, a softmax classifier.
 
     'same' padding keeps each conv's output as large as its input, so the
@@ -181,7 +198,7 @@ def build_model(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     x = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2")(x)  # (batch, h/2, w/2, 64)
     x = layers.MaxPooling2D(2, name="pool2")(x)  # (batch, h/4, w/4, 64)
     x = layers.Flatten(name="flatten")(x)  # (batch, h/4 · w/4 · 64)
-    x = layers.Dropout(0.5, name="dropout")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)  # only while training
     # float32 outputs even under mixed precision: a float16 softmax can round to 0 or 1
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32",
                            name="probs")(x)  # (batch, num_classes)
@@ -190,10 +207,10 @@ def build_model(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
 
 
 # [start:compile]
-def compile_model(input_shape: tuple[int, ...], num_classes: int,
-                  learning_rate: float) -> keras.Model:
+def compile_model(input_shape: tuple[int, ...], num_classes: int, learning_rate: float,
+                  dropout: float = 0.5) -> keras.Model:
     """Build the CNN and compile it for integer labels 0 … num_classes − 1."""
-    model = build_model(input_shape, num_classes)
+    model = build_model(input_shape, num_classes, dropout)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy",  # −log p(true class), integer labels
                   metrics=["accuracy"])
@@ -252,12 +269,13 @@ def check_from_scratch(cfg: Config, ex: Experiment, data: datasets.LoadedData) -
     crop = tf.constant(data.x_test[:4, :10, :10, :])  # (4, ≤10, ≤10, c): the loops are slow
     conv_err, pool_err = check_against_tf(crop, tf.cast(kernel, tf.float32))
     ex.log(conv_max_abs_err=conv_err, pool_max_abs_err=pool_err)
+    ex.details["worked"] = {name: str(rows) for name, rows in worked_example().items()}
 
 
 def train(cfg: Config, ex: Experiment, data: datasets.LoadedData, batches: Batches):
     """Build the CNN in the run's strategy scope, fit it, save it; return it and its history."""
     model = ex.runtime.build(compile_model, data.input_shape, data.num_classes,
-                             cfg.learning_rate)
+                             cfg.learning_rate, cfg.options["dropout"])
     timer = EpochTimer(batches.n_train)
     history = fit_model(model, batches.train, batches.val, cfg.epochs,
                         callbacks=ex.callbacks() + [timer])
@@ -313,6 +331,40 @@ def draw(ex: Experiment, model: keras.Model, data: datasets.LoadedData, history:
     mistakes = plotting.misclassified(data.x_test, data.y_test, y_pred, data.classes)
     if mistakes is not None:
         ex.save_figure(mistakes, "misclassified")
+
+
+# --- Concept diagram (saved as chapters/figures/cnn/concept_sliding_window.png) ---------
+def window_panel(ax, size: int, k: int, stride: int, padding: str) -> None:
+    """Draw a size×size input as `pad` pads it, and where a k×k window with `stride` lands."""
+    grid = pad(tf.ones((1, size, size, 1)), k, k, stride, padding)[0, :, :, 0].numpy()  # 1: real
+    n = grid.shape[0]
+    out = (n - k) // stride + 1  # output positions per side
+    ax.imshow(np.where(grid > 0, 1.0, 0.82), cmap="gray", vmin=0, vmax=1, extent=(0, n, n, 0))
+    for t in range(n + 1):
+        ax.plot([t, t], [0, n], color="grey", lw=0.6)
+        ax.plot([0, n], [t, t], color="grey", lw=0.6)
+    for (r, c) in np.argwhere(grid == 0):
+        ax.text(c + 0.5, r + 0.5, "0", ha="center", va="center", color="grey", fontsize=8)
+    for i in range(out):
+        for j in range(out):  # the window of output (i, j) starts at (i·s, j·s) of the padded grid
+            ax.plot(j * stride + k / 2, i * stride + k / 2, "o", color="C3", ms=5)
+    for (i, j), color in (((0, 0), "C3"), ((out - 1, out - 1), "C0")):
+        ax.add_patch(Rectangle((j * stride, i * stride), k, k, fill=False, lw=2.5, color=color))
+    before, after = same_padding(size, k, stride) if padding == "same" else (0, 0)
+    ax.set_title(f"'{padding}', {size}×{size} input, {k}×{k} window, stride {stride}\n"
+                 f"padding {before} before, {after} after → {out}×{out} output", fontsize=9)
+    ax.set(xlim=(-0.2, n + 0.2), ylim=(n + 0.2, -0.2), xticks=[], yticks=[])
+
+
+def concept_figures() -> dict[str, Figure]:
+    """The sliding window under 'valid' and 'same' padding, drawn with `same_padding` and `pad`."""
+    fig = Figure(figsize=(12, 4.4), layout="constrained")
+    cases = ((5, 3, 1, "valid"), (5, 3, 2, "same"), (6, 3, 2, "same"))
+    for ax, case in zip(fig.subplots(1, len(cases)), cases):
+        window_panel(ax, *case)
+    fig.suptitle("Where a 3×3 window lands: white = the image, grey = zero padding; "
+                 "a dot per output, the first (red) and last (blue) windows outlined")
+    return {"concept_sliding_window": fig}
 
 
 def run(cfg: Config) -> dict:
