@@ -132,3 +132,37 @@ def test_a_hand_typed_number_in_a_record_fails_the_text_check(tmp_path, monkeypa
     path.write_text(json.dumps(data))
     text = resources.chapter_text(name)
     assert record.sync(name, text) != text
+
+
+@pytest.mark.parametrize("page", ["PERFORMANCE"])
+def test_pages_beside_the_chapters_quote_their_chapters_records(page):
+    from tfguide import record
+
+    assert page in record.PAGES
+    text = (resources.texts_dir() / f"{page}.md").read_text(encoding="utf-8")
+    assert record.quoted_keys(text), f"{page}.md quotes recorded numbers"
+    assert record.sync(page, text) == text, \
+        f"chapters/{page}.md differs from its records: python -m tfguide record --sync all"
+
+
+def test_a_page_key_must_name_its_chapter():
+    from tfguide import record
+
+    with pytest.raises(record.RecordError, match="names its chapter first"):
+        record.sync("PERFORMANCE", "<!-- result: val_loss -->1<!-- /result -->")
+
+
+def test_a_recorded_text_fills_its_block_and_nothing_else(tmp_path, monkeypatch):
+    from tfguide import record
+
+    monkeypatch.setattr(record, "load", lambda name, full=False: {
+        "details": {"sample": "ROMEO:\nWhat, <b>ho</b>!\n", "long": "x" * 5000,
+                    "fence": "a\n```\nrm -rf /\n"}})
+    text = "<!-- recorded: details.sample -->\n```text\nstale\n```\nafter\n"
+    filled = record.sync(NAMES[0], text)
+    assert filled == ("<!-- recorded: details.sample -->\n```text\nROMEO:\nWhat, <b>ho</b>!\n"
+                      "```\nafter\n"), "shown as code: no character in it is markup"
+    assert record.sync(NAMES[0], filled) == filled
+    for key in ("long", "fence"):
+        with pytest.raises(record.RecordError, match="not a text of at most"):
+            record.sync(NAMES[0], f"<!-- recorded: details.{key} -->\n```text\n\n```\n")

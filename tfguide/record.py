@@ -426,22 +426,65 @@ def _kind(value: Any) -> str:
             list: "a list"}.get(type(value), type(value).__name__)
 
 
+# Texts beside the chapters whose numbers come from chapters' records: each key there starts
+# with the chapter's name (`language_model:race:ratio`).
+PAGES = ("PERFORMANCE",)
+# A recorded text shown whole (generated samples): the marker line, then a fenced block that
+# --sync fills; it is shown as code, so no character in it can act as markup.
+RECORDED = re.compile(r"^<!-- recorded: (?P<key>[\w.:]+) -->\n```text\n(?P<body>.*?)^```$",
+                      re.M | re.S)
+MAX_BLOCK = 2_000  # characters of a recorded text block
+
+
+def _owner(name: str, key: str) -> tuple[str, str]:
+    """Return (chapter, key within its records) for a marker of text `name`."""
+    first, _, rest = key.partition(":")
+    if first in registry.BY_NAME and rest:
+        return first, rest
+    if name not in registry.BY_NAME:
+        raise RecordError(f"chapters/{name}.md quotes {key!r}: a key outside a chapter's text "
+                          f"names its chapter first, e.g. language_model:race:ratio")
+    return name, key
+
+
+def block(value: Any, what: str) -> str:
+    """Return a recorded text for a fenced block; RecordError if it is not one."""
+    if not isinstance(value, str) or len(value) > MAX_BLOCK or "```" in value or not all(
+            c.isprintable() or c == "\n" for c in value):
+        raise RecordError(f"{what} is not a text of at most {MAX_BLOCK:,} printable characters "
+                          "(lines allowed, no ```): fix the record or re-record it")
+    return value.rstrip("\n") + "\n"
+
+
 def sync(name: str, text: str) -> str:
-    """Return chapter `name`'s `text` with every result marker filled from its records.
+    """Return text `name`'s `text` with every result marker filled from its records.
+
+    `name` is a chapter, or one of PAGES whose keys name their chapter first.
 
     Raises:
         RecordError: a marker that is not closed, a record missing or damaged, a key the
             record does not have, a value of the wrong type for its format.
     """
-    records: dict[bool | str, dict] = {}
+    records: dict[str, dict[bool | str, dict]] = {}
+
+    def value_of(key: str) -> tuple[Any, str]:
+        chapter, inner = _owner(name, key)
+        full = {"full": True, "race": "race"}.get(inner.partition(":")[0], False)
+        what = f"{_shown(record_path(chapter, full))}: {inner}"
+        return lookup(chapter, inner, records.setdefault(chapter, {})), what
 
     def fill(m: re.Match) -> str:
         key = m["key"]
-        full = {"full": True, "race": "race"}.get(key.partition(":")[0], False)
-        what = f"{_shown(record_path(name, full))}: {key}"
-        value = render(lookup(name, key, records), m["fmt"], what)
+        value, what = value_of(key)
+        value = render(value, m["fmt"], what)
         fmt = f" | {m['fmt']}" if m["fmt"] else ""
         return f"<!-- result: {key}{fmt} -->{value}<!-- /result -->"
+
+    def fill_block(m: re.Match) -> str:
+        value, what = value_of(m["key"])
+        return f"<!-- recorded: {m['key']} -->\n```text\n{block(value, what)}```"
+
+    text = RECORDED.sub(fill_block, text)
 
     matched = {m.start() for m in MARKER.finditer(text)}
     for opening in OPENING.finditer(text):
@@ -458,7 +501,8 @@ def quoted_keys(text: str) -> set[str]:
 
 
 def sync_file(name: str) -> bool:
-    """Refresh `chapters/NAME.md` (replaced whole); return whether anything changed."""
+    """Refresh `chapters/NAME.md` (a chapter or one of PAGES; replaced whole); return whether
+    anything changed."""
     path = resources.texts_dir() / f"{name}.md"
     text = path.read_text(encoding="utf-8")
     new = sync(name, text)
@@ -561,4 +605,13 @@ def main(argv: Sequence[str]) -> None:
             console.fail(f"record {name} could not write its files{where}: "
                          f"{err.strerror or err}; the old ones are left whole", 1)
         console.say(f"chapters/{name}.md: {'numbers refreshed' if changed else 'up to date'}")
+    for page in PAGES:  # their numbers come from the chapters' records
+        try:
+            changed = sync_file(page)
+        except RecordError as err:
+            console.fail(str(err), 1)
+        except OSError as err:
+            console.fail(f"record could not write chapters/{page}.md: {err.strerror or err}", 1)
+        if changed:
+            console.say(f"chapters/{page}.md: numbers refreshed")
     print(f"recorded on {dt.date.today()}, {machine()}", file=sys.stderr)
