@@ -159,3 +159,38 @@ def test_bench_workload_times_the_lstm_classifier():
 def test_build_model_forecasts_one_value_per_window():
     model = rnn.build_model((12, 1), units=4)
     assert model(np.zeros((2, 12, 1), np.float32)).shape == (2, 1)
+
+
+# --- BPTT by hand, the linear baseline, the cell's memory --------------------------------
+def test_step_jacobian_is_the_tapes_jacobian():
+    rng = np.random.default_rng(4)
+    W_xh, W_hh, b = (tf.constant(rng.normal(0, 0.7, s)) for s in ((3, 4), (4, 4), (4,)))
+    x_t, h_prev = tf.constant(rng.normal(size=(1, 3))), tf.constant(rng.normal(size=(1, 4)))
+    with tf.GradientTape() as tape:
+        tape.watch(h_prev)
+        h_t = rnn.rnn_step(x_t, h_prev, W_xh, W_hh, b)  # (1, 4)
+    theirs = tape.jacobian(h_t, h_prev)[0, :, 0, :]  # (4, 4): ∂h_t[i]/∂h_prev[j]
+    np.testing.assert_allclose(rnn.step_jacobian(h_t[0], W_hh), theirs, atol=1e-12)
+
+
+def test_bptt_toy_product_of_jacobians_is_the_tapes_gradient():
+    toy = rnn.bptt_toy(w_hh=0.9, steps=7)
+    assert len(toy["factors"]) == 7 and all(0 < f < 0.9 for f in toy["factors"])
+    assert toy["chain_rule"] == pytest.approx(toy["tape"], rel=1e-12)
+    assert toy["h"][0] == pytest.approx(np.tanh(1.0))
+
+
+def test_linear_ar_recovers_a_known_recurrence():
+    rng = np.random.default_rng(0)
+    series = np.zeros(400)
+    series[:2] = rng.normal(size=2)
+    for t in range(2, 400):  # y_t = 1.5 y_{t-1} - 0.8 y_{t-2} + 0.3 + noise
+        series[t] = 1.5 * series[t - 1] - 0.8 * series[t - 2] + 0.3 + 0.01 * rng.normal()
+    w, b = rnn.fit_linear_ar(series, window=2)
+    np.testing.assert_allclose(w, [-0.8, 1.5], atol=0.02)  # oldest value first
+    assert b == pytest.approx(0.3, abs=0.02)
+
+
+def test_cell_memory_is_the_forget_gate_to_the_power_of_the_steps():
+    assert rnn.cell_memory(4.0, 119) == pytest.approx((1 / (1 + np.exp(-4))) ** 119)
+    assert rnn.cell_memory(1.0, 119) < 1e-15 < 0.1 < rnn.cell_memory(4.0, 119)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from tfguide.config import non_empty_text, positive_int, run_folder
+from tfguide.config import non_empty_text, positive_float, positive_int, run_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +141,11 @@ CHAPTERS: tuple[Chapter, ...] = (
         batch_size=32,
         learning_rate=5e-3,
         quick_epochs=3,
+        options=(
+            Option("--time-steps", positive_int, 120, "length of the memory task's sequences"),
+            Option("--forget-bias", positive_float, 4.0, "the LSTM's starting forget-gate bias "
+                   "(its input-gate bias starts at minus this)"),
+        ),
     ),
     Chapter(
         name="attention",

@@ -3,9 +3,9 @@
 Unrolls h_t = tanh(x_t W_xh + h_{t-1} W_hh + b) over [batch, time, features] and
 writes an LSTM cell by hand, checks both against keras.layers.SimpleRNN and
 keras.layers.LSTM given the same weights, makes back-propagation through time
-visible (how much the loss still feels each earlier input), shows an LSTM
-remembering a symbol across 120 steps of distractors where a simple RNN of the
-same size does not, and forecasts the yearly sunspot numbers.
+visible (the product of Jacobians dh_t/dh_{t-1}, and how much the loss still
+feels each earlier input), shows an LSTM remembering a symbol across 120 steps
+of distractors, and forecasts the yearly sunspot numbers beside two baselines.
 
 Text: chapters/rnn.md. Ports 000 §2.3/§3.4/§4.4, 001 §3.4 and 002 §3.4 of the source
 primers (chapters/SOURCES.md).
@@ -18,15 +18,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
 from tfguide import cli, datasets, plotting
 from tfguide.config import Config
 from tfguide.results import Experiment
 
-# The memory task: remember the first of 120 symbols (see make_memory_task).
+# The memory task: remember the first of 120 symbols (see make_memory_task; --time-steps).
 TIME_STEPS, N_CLASSES, N_DISTRACTORS, UNITS = 120, 2, 4, 32
 FORGET_BIAS = 4.0  # LSTM forget-gate bias at the start: sigmoid(4) = 0.982 kept per step
-WINDOW, SPLIT_YEAR = 20, 1949  # forecast: 20 past years in, the next year out; test from 1949
+WINDOW = 20  # forecast: 20 past years in, the next year out
+VAL_YEAR, SPLIT_YEAR = 1929, 1949  # train up to 1928, validate 1929-1948, test 1949-2008
 
 
 # --- From scratch -------------------------------------------------------------------
@@ -53,6 +56,26 @@ def simple_rnn(x, W_xh, W_hh, b, h0=None):
         outputs.append(h)
     return tf.stack(outputs, axis=1), h  # (batch, time, units), (batch, units)
 # [end:rnn]
+
+
+# [start:jacobian]
+def step_jacobian(h_t, W_hh):
+    """∂h_t/∂h_{t-1} = diag(1 - h_t²) W_hhᵀ for one example's state h_t (units,)."""
+    return (1.0 - h_t**2)[:, None] * tf.transpose(W_hh)  # (units, units)
+
+
+def bptt_toy(w_hh: float = 0.9, steps: int = 5) -> dict:
+    """A one-unit RNN fed a 1 and then zeros: ∂h_T/∂h_0 by the chain rule and by the tape."""
+    W_xh, W_hh = tf.ones((1, 1), tf.float64), tf.fill((1, 1), np.float64(w_hh))  # (1, 1)
+    b, h0 = tf.zeros(1, tf.float64), tf.zeros((1, 1), tf.float64)
+    x = tf.constant([[[1.0]] + [[0.0]] * (steps - 1)], tf.float64)  # (1, steps, 1)
+    with tf.GradientTape() as tape:
+        tape.watch(h0)
+        states, h_T = simple_rnn(x, W_xh, W_hh, b, h0)  # states: (1, steps, 1)
+    factors = [float(step_jacobian(h_t, W_hh)[0, 0]) for h_t in states[0]]  # one per step
+    return {"h": [float(h) for h in states[0, :, 0]], "factors": factors,
+            "chain_rule": float(np.prod(factors)), "tape": float(tape.gradient(h_T, h0)[0, 0])}
+# [end:jacobian]
 
 
 # [start:lstm]
@@ -161,10 +184,21 @@ def make_windows(series: np.ndarray, window: int, batch_size: int, shuffle: bool
 # [end:windows]
 
 
+# [start:linear]
+def fit_linear_ar(series: np.ndarray, window: int) -> tuple[np.ndarray, float]:
+    """The linear baseline: next value = x·w + b over the last `window` values,
+    w and b by least squares on every window of `series`."""
+    x = np.lib.stride_tricks.sliding_window_view(series[:-1], window)  # (n, window)
+    x1 = np.hstack([x, np.ones((len(x), 1))])  # a column of ones carries b
+    coef, *_ = np.linalg.lstsq(x1, series[window:], rcond=None)  # (window + 1,)
+    return coef[:-1], float(coef[-1])
+# [end:linear]
+
+
 # --- The Keras way --------------------------------------------------------------------
 # [start:keras]
 def build_classifier(kind: str, input_shape: tuple[int, int], num_classes: int,
-                     units: int = UNITS) -> keras.Model:
+                     units: int = UNITS, forget_bias: float = FORGET_BIAS) -> keras.Model:
     """A SimpleRNN or LSTM layer reads the sequence; a Dense layer classifies its last h."""
     inputs = keras.Input(shape=input_shape)  # (time, features)
     rnn = (layers.LSTM if kind == "lstm" else layers.SimpleRNN)(units, name="rnn")
@@ -172,7 +206,7 @@ def build_classifier(kind: str, input_shape: tuple[int, int], num_classes: int,
     model = keras.Model(inputs, outputs, name=kind)
     if kind == "lstm":  # start with the forget gates open and the input gates nearly shut
         bias = rnn.cell.bias.numpy()  # (4·units,) in the order i, f, c, o
-        bias[:units], bias[units:2 * units] = -FORGET_BIAS, FORGET_BIAS
+        bias[:units], bias[units:2 * units] = -forget_bias, forget_bias
         rnn.cell.bias.assign(bias)
     return model
 
@@ -185,11 +219,11 @@ def build_model(input_shape: tuple[int, int] = (WINDOW, 1), units: int = UNITS) 
     return keras.Model(inputs, outputs, name="sunspot_forecaster")
 
 
-def compile_classifier(kind: str, input_shape: tuple[int, int],
-                       learning_rate: float) -> keras.Model:
-    """Build a memory-task classifier and compile it: Adam with every gradient clipped to
-    norm 1, on the cross-entropy of integer labels."""
-    model = build_classifier(kind, input_shape, N_CLASSES)
+def compile_classifier(kind: str, input_shape: tuple[int, int], learning_rate: float,
+                       forget_bias: float = FORGET_BIAS) -> keras.Model:
+    """Build a memory-task classifier and compile it: Adam with each weight's gradient
+    clipped to norm 1, on the cross-entropy of integer labels."""
+    model = build_classifier(kind, input_shape, N_CLASSES, forget_bias=forget_bias)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -203,11 +237,21 @@ def compile_model(learning_rate: float) -> keras.Model:
 # [end:keras]
 
 
+def cell_memory(forget_bias: float, steps: int) -> float:
+    """The share of its content an LSTM cell keeps over `steps` steps at forget gate σ(bias)."""
+    return float(1.0 / (1.0 + np.exp(-forget_bias))) ** steps
+
+
 # [start:fit]
 def fit_model(model: keras.Model, train_ds, val_ds, epochs: int, callbacks=()) -> dict:
     """Train with `fit`, scoring `val_ds` after every epoch; return the history by name."""
     history = model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=callbacks)
     return history.history  # {"loss": [...], "val_loss": [...], ...} one value per epoch
+
+
+def keep_best(patience: int = 10) -> keras.callbacks.Callback:
+    """Early stopping on the validation loss; the best epoch's weights are kept."""
+    return keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True)
 
 
 def evaluate_classifier(model: keras.Model, x_test, y_test) -> float:
@@ -219,6 +263,22 @@ def forecast(model: keras.Model, x) -> np.ndarray:
     """The forecaster's next value after each window of `x` (n, window, 1)."""
     return model.predict(x, verbose=0)[:, 0]  # (n,)
 # [end:fit]
+
+
+class BatchAccuracy(keras.callbacks.Callback):
+    """Each training batch's own accuracy: Keras logs the epoch's running mean, so the
+    batch's value is the change in (mean × batches seen); batches are all of one size."""
+
+    def on_train_begin(self, logs=None):
+        self.values = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.total = 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        total = float(logs["accuracy"]) * (batch + 1)
+        self.values.append(total - self.total)
+        self.total = total
 
 
 # --- Run ----------------------------------------------------------------------------
@@ -235,45 +295,63 @@ class Memory(NamedTuple):
 class Sunspots(NamedTuple):
     years: np.ndarray  # (time,)
     values: np.ndarray  # (time,) sunspot numbers
+    scaled: np.ndarray  # (time,) standardised with the training years' mean and deviation
+    val: int  # index of the first validation year
     split: int  # index of the first test year
     mu: float  # mean and standard deviation of the training years
     sigma: float
     train_ds: object  # tf.data.Dataset of (window, next value) batches, shuffled
+    val_ds: object  # the validation years' windows, one batch
     test_ds: object  # the test years' windows, one batch
 
 
 def prepare_data(cfg: Config, ex: Experiment) -> tuple[Memory, Sunspots]:
     """The memory task's sequences and the sunspot series cut into windows."""
-    n_train = 1024 if cfg.quick else 4096
-    memory = Memory(*make_memory_task(n_train, cfg.seed), *make_memory_task(1000, cfg.seed + 1))
+    n_train, steps = (1024 if cfg.quick else 4096), cfg.options.get("time_steps", TIME_STEPS)
+    memory = Memory(*make_memory_task(n_train, cfg.seed, steps),
+                    *make_memory_task(1000, cfg.seed + 1, steps))
     ex.details["memory_task"] = {
-        "source": "synthetic", "train": n_train, "test": 1000, "time_steps": TIME_STEPS,
+        "source": "synthetic", "train": n_train, "test": 1000, "time_steps": steps,
         "classes": N_CLASSES, "distractors": N_DISTRACTORS, "units": UNITS,
         "task": "one-hot symbols; step 0 shows the class, the other steps distractors"}
     years, values, provenance = datasets.load_series("sunspots")
-    split = int(np.searchsorted(years, SPLIT_YEAR))  # train on the past, test on the future
-    mu, sigma = values[:split].mean(), values[:split].std()  # training years only
+    val, split = (int(np.searchsorted(years, y)) for y in (VAL_YEAR, SPLIT_YEAR))
+    mu, sigma = values[:val].mean(), values[:val].std()  # training years only
     scaled = (values - mu) / sigma
-    train_ds = make_windows(scaled[:split], WINDOW, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    train_ds = make_windows(scaled[:val], WINDOW, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    val_ds = make_windows(scaled[val - WINDOW:split], WINDOW, batch_size=len(values))
     test_ds = make_windows(scaled[split - WINDOW:], WINDOW, batch_size=len(values))
-    ex.record_data("sunspots", "offline-standin", split - WINDOW, len(values) - split,
-                   provenance=provenance, window=WINDOW,
-                   train_years=f"{years[WINDOW]}-{years[split - 1]} (targets)",
+    ex.record_data("sunspots", "offline-standin", val - WINDOW, len(values) - split,
+                   provenance=provenance, window=WINDOW, validation=split - val,
+                   train_years=f"{years[WINDOW]}-{years[val - 1]} (targets)",
+                   validation_years=f"{years[val]}-{years[split - 1]}",
                    test_years=f"{years[split]}-{years[-1]}")
-    return memory, Sunspots(years, values, split, mu, sigma, train_ds, test_ds)
+    return memory, Sunspots(years, values, scaled, val, split, mu, sigma, train_ds, val_ds,
+                            test_ds)
 
 
 def check_from_scratch(cfg: Config, ex: Experiment) -> None:
-    """Our cells against Keras's layers, in float32 (the tests also check float64)."""
+    """Our cells against Keras's layers in float32 (the tests also check float64); BPTT by
+    hand on a one-unit RNN; how much of its cell an LSTM keeps at two forget biases."""
     x = tf.constant(np.random.default_rng(cfg.seed).normal(size=(4, 7, 3)), tf.float32)
     ex.log(rnn_max_abs_err=compare_with_keras("simple_rnn", x, units=5, seed=cfg.seed),
            lstm_max_abs_err=compare_with_keras("lstm", x, units=5, seed=cfg.seed))
+    toy = bptt_toy()
+    ex.log(bptt_toy_err=abs(toy["chain_rule"] - toy["tape"]))
+    ex.details["bptt_toy"] = {"chain_rule": toy["chain_rule"], "tape": toy["tape"],
+                              **{f"h_{t}": h for t, h in enumerate(toy["h"], 1)},
+                              **{f"factor_{t}": f for t, f in enumerate(toy["factors"], 1)}}
+    steps = ex.details["memory_task"]["time_steps"] - 1  # from step 0 to the last step
+    ex.details["cell_memory"] = {"steps": steps, "keras_default": cell_memory(1.0, steps),
+                                 "chapter": cell_memory(cfg.options.get("forget_bias",
+                                                                        FORGET_BIAS), steps)}
 
 
 def train_memory(cfg: Config, ex: Experiment, memory: Memory, kind: str):
-    """Train one classifier on the memory task; return it, its history and gradient norms."""
-    m = memory
-    model = ex.runtime.build(compile_classifier, kind, m.x.shape[1:], cfg.learning_rate)
+    """Train one classifier on the memory task; return it, its histories and gradient norms."""
+    m, per_batch = memory, BatchAccuracy()
+    model = ex.runtime.build(compile_classifier, kind, m.x.shape[1:], cfg.learning_rate,
+                             cfg.options.get("forget_bias", FORGET_BIAS))
     probe = (m.x_test[:256], m.y_test[:256])
     before = input_gradient_norms(model, *probe)
     print(f"Memory task, {kind}: {len(m.x)} sequences of {m.x.shape[1]} steps, "
@@ -281,61 +359,152 @@ def train_memory(cfg: Config, ex: Experiment, memory: Memory, kind: str):
     history = fit_model(model, datasets.pipeline(m.x, m.y, cfg.batch_size, shuffle=True,
                                                  seed=cfg.seed),
                         datasets.pipeline(m.x_test, m.y_test, 256), cfg.epochs,
-                        callbacks=ex.callbacks(kind))
+                        callbacks=ex.callbacks(kind) + [per_batch])
+    history["batch_accuracy"] = per_batch.values
     return model, history, (before, input_gradient_norms(model, *probe))
 
 
 def train_forecaster(cfg: Config, ex: Experiment, sunspots: Sunspots):
-    """Fit the LSTM forecaster to the training years; the test years draw its curve."""
+    """Fit the LSTM forecaster to the training years; the validation years pick its epoch."""
     model = ex.runtime.build(compile_model, cfg.learning_rate)
     print(f"Sunspots: {WINDOW}-year windows, {4 * cfg.epochs} epochs")
-    history = fit_model(model, sunspots.train_ds, sunspots.test_ds, 4 * cfg.epochs,
-                        callbacks=ex.callbacks())
+    history = fit_model(model, sunspots.train_ds, sunspots.val_ds, 4 * cfg.epochs,
+                        callbacks=ex.callbacks() + [keep_best()])
     ex.save_model(model)
     return model, history
 
 
 def evaluate(ex: Experiment, memory: Memory, trained: dict, sunspots: Sunspots,
              forecaster: keras.Model) -> dict:
-    """Log both cells' memory and gradient ratio; forecast the test years against naive."""
+    """Log both cells' memory and gradient ratio; forecast the test years against the
+    naive and the linear forecast."""
     ex.log(**{f"{kind}_accuracy": evaluate_classifier(model, memory.x_test, memory.y_test)
               for kind, (model, _, _) in trained.items()})
     ex.log(**{f"{kind}_grad_ratio": before[0] / before[-1]  # step 0 vs the last step
               for kind, (_, _, (before, _)) in trained.items()})
     (x_test, y_test), = sunspots.test_ds.as_numpy_iterator()  # (n, window, 1), (n,)
+    w, b = fit_linear_ar(sunspots.scaled[:sunspots.val], WINDOW)  # the training years
     mu, sigma = sunspots.mu, sunspots.sigma
     lines = {"truth": y_test * sigma + mu,  # back to sunspot units
              "LSTM forecast": forecast(forecaster, x_test) * sigma + mu,
+             "linear forecast": (x_test[:, :, 0] @ w + b) * sigma + mu,
              "naive (last year)": x_test[:, -1, 0] * sigma + mu}
-    lstm_mse, naive_mse = (np.mean((lines[k] - lines["truth"]) ** 2)
-                           for k in ("LSTM forecast", "naive (last year)"))
-    ex.log(lstm_mse=lstm_mse, naive_mse=naive_mse, mse_vs_naive=lstm_mse / naive_mse)
+    lstm_mse, linear_mse, naive_mse = (np.mean((lines[k] - lines["truth"]) ** 2) for k in (
+        "LSTM forecast", "linear forecast", "naive (last year)"))
+    ex.log(lstm_mse=lstm_mse, linear_mse=linear_mse, naive_mse=naive_mse,
+           mse_vs_naive=lstm_mse / naive_mse, linear_vs_naive=linear_mse / naive_mse)
     return lines
 
 
 def draw(ex: Experiment, trained: dict, sunspots: Sunspots, lines: dict,
          forecast_history: dict) -> None:
     """Gradient flow, memory-task accuracy, the forecast and its training curve."""
+    steps = ex.details["memory_task"]["time_steps"]
     grads = {f"{KINDS[kind]}, {when}": norms[i] for kind, (_, _, norms) in trained.items()
              for i, when in enumerate(("untrained", "trained"))}
     ex.save_figure(plotting.line_plot(
         grads, xlabel="time step t of the input", ylabel="‖∂L/∂x_t‖", logy=True,
-        x=np.arange(TIME_STEPS), title="How much the loss at the end feels each input"),
+        x=np.arange(steps), title="How much the loss at the end feels each input"),
         "gradient_flow")
-    curves = {f"{KINDS[kind]}, {split_name}": history[key]
-              for kind, (_, history, _) in trained.items()
-              for split_name, key in (("train", "accuracy"), ("test", "val_accuracy"))}
-    epochs = len(next(iter(curves.values())))
-    ex.save_figure(plotting.line_plot(
-        curves, xlabel="epoch", ylabel="accuracy", x=np.arange(1, epochs + 1),
-        title=f"Remember step 0 across {TIME_STEPS} steps (chance {1 / N_CLASSES:.2f})"),
-        "memory_history")
+    smooth = np.ones(8) / 8  # a running mean over 8 batches
+    curves = {f"{KINDS[kind]}, training batches": np.convolve(h["batch_accuracy"], smooth, "valid")
+              for kind, (_, h, _) in trained.items()}
+    fig = plotting.line_plot(curves, xlabel="training step (batch)", ylabel="accuracy",
+                             x=np.arange(8, 8 + len(next(iter(curves.values())))),
+                             title=f"Remember step 0 across {steps} steps "
+                                   f"(chance {1 / N_CLASSES:.2f})")
+    per_epoch = len(trained["lstm"][1]["batch_accuracy"]) // len(trained["lstm"][1]["loss"])
+    for i, (kind, (_, h, _)) in enumerate(trained.items()):
+        fig.axes[0].plot(per_epoch * np.arange(1, len(h["val_accuracy"]) + 1), h["val_accuracy"],
+                         "o", color=f"C{i}", label=f"{KINDS[kind]}, test (end of epoch)")
+    fig.axes[0].legend()
+    ex.save_figure(fig, "memory_history")
     ex.save_figure(plotting.line_plot(
         lines, xlabel="year", ylabel="sunspot number", x=sunspots.years[sunspots.split:],
         title=f"One-year-ahead forecast on the test years (MSE ratio "
               f"{ex.metrics['mse_vs_naive']:.2f})"), "forecast")
     ex.save_figure(plotting.history_curves(forecast_history, "Sunspot forecaster"),
                    "forecast_history")
+
+
+# --- Concept diagrams (saved as chapters/figures/rnn/concept_*.png) -------------------
+def _node(ax, x, y, text, color="C0", w=0.8, h=0.5, size=9):
+    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05",
+                                fc=color, ec="black", alpha=0.25 if color != "white" else 1))
+    ax.text(x, y, text, ha="center", va="center", fontsize=size)
+
+
+def _arrow(ax, start, end, text="", color="black", offset=(0, 0.12), size=8, **kw):
+    ax.annotate("", end, start, arrowprops=dict(arrowstyle="->", color=color, lw=1.3, **kw))
+    mid = (start[0] + end[0]) / 2 + offset[0], (start[1] + end[1]) / 2 + offset[1]
+    ax.text(*mid, text, ha="center", va="center", fontsize=size, color=color)
+
+
+def unrolled_concept(steps: int = 5) -> Figure:
+    """The one-unit RNN of `bptt_toy`, unrolled: its states forward, its Jacobians backward."""
+    toy = bptt_toy(steps=steps)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    _node(ax, 0, 1, "$h_0$ = 0", "white")
+    for t in range(1, steps + 1):
+        _node(ax, 2 * t, 0, f"$x_{t}$ = {1 if t == 1 else 0}", "C2")
+        _node(ax, 2 * t, 1, f"$h_{t}$ = {toy['h'][t - 1]:.3f}")
+        _arrow(ax, (2 * t, 0.25), (2 * t, 0.72), "$W_{xh}$", offset=(0.3, 0))
+        _arrow(ax, (2 * t - 1.55, 1), (2 * t - 0.45, 1), "$W_{hh}$ = 0.9")
+        _arrow(ax, (2 * t - 0.2, 1.6), (2 * t - 1.8, 1.6), f"×{toy['factors'][t - 1]:.3f}",
+               "C3", offset=(0, 0.15), connectionstyle="arc3,rad=0.3")
+    ax.text(steps + 1, 2.25, "backward: $\\partial h_t/\\partial h_{t-1} = (1 - h_t^2)\\,W_{hh}$,"
+            f" so $\\partial h_{steps}/\\partial h_0$ = product = {toy['chain_rule']:.4f} "
+            f"(GradientTape: {toy['tape']:.4f})", ha="center", color="C3", fontsize=10)
+    ax.text(steps + 1, -0.7, "forward: $h_t = \\tanh(x_t W_{xh} + h_{t-1} W_{hh} + b)$, "
+            "the same weights at every step", ha="center", fontsize=10)
+    ax.set(xlim=(-0.8, 2 * steps + 0.8), ylim=(-1, 2.6), aspect="equal")
+    ax.axis("off")
+    return fig
+
+
+def lstm_concept() -> Figure:
+    """One LSTM step as `lstm_step` computes it: four gates, the cell path along the top."""
+    fig = Figure(figsize=(10, 5), layout="constrained")
+    ax = fig.add_subplot()
+    gates = [("f", "sigmoid", "forget"), ("i", "sigmoid", "input"),
+             ("g", "tanh", "candidate"), ("o", "sigmoid", "output")]
+    for k, (name, fn, what) in enumerate(gates):
+        _node(ax, 2 + 1.6 * k, 0.8, f"${name}_t$ = {fn}(·)\n{what}", "C1", w=1.2, h=0.7)
+        _arrow(ax, (2 + 1.6 * k, -0.15), (2 + 1.6 * k, 0.4))
+    ax.plot([0.2, 7.5], [-0.2, -0.2], color="black", lw=1.3)
+    ax.text(3.85, -0.55, "$[x_t, h_{t-1}]$: each gate is $x_t W + h_{t-1} U + b$, one quarter "
+            "of lstm_step's z", ha="center", fontsize=9)
+    _node(ax, 0, 3, "$c_{t-1}$", "white")
+    _node(ax, 2, 3, "×", "C3", w=0.5)
+    _node(ax, 4.2, 3, "+", "C3", w=0.5)
+    _node(ax, 4.2, 2.1, "×", "C3", w=0.5)
+    _node(ax, 9.8, 3, "$c_t$", "white")
+    _node(ax, 8.2, 2.3, "tanh", "C0", w=0.7)
+    _node(ax, 8.2, 1.6, "×", "C3", w=0.5)
+    _node(ax, 9.8, 1.6, "$h_t$", "white")
+    _arrow(ax, (0.45, 3), (1.72, 3), "cell path", "C3")
+    _arrow(ax, (2.28, 3), (3.92, 3), "$f_t \\odot c_{t-1}$", "C3")
+    _arrow(ax, (4.48, 3), (9.3, 3), "$c_t = f_t \\odot c_{t-1} + i_t \\odot g_t$", "C3")
+    _arrow(ax, (2, 1.18), (2, 2.72))
+    _arrow(ax, (3.6, 1.18), (4.0, 1.82))
+    _arrow(ax, (5.2, 1.18), (4.4, 1.82))
+    _arrow(ax, (4.2, 2.38), (4.2, 2.72), "$i_t \\odot g_t$", offset=(0.55, 0))
+    _arrow(ax, (8.2, 3), (8.2, 2.58))
+    _arrow(ax, (8.2, 2.05), (8.2, 1.88))
+    _arrow(ax, (6.8, 1.18), (7.92, 1.55))
+    _arrow(ax, (8.48, 1.6), (9.35, 1.6), "$h_t$", offset=(0, 0.15))
+    ax.text(8.9, 0.9, "$h_t = o_t \\odot \\tanh(c_t)$", ha="center", fontsize=9)
+    ax.set(xlim=(-0.6, 10.5), ylim=(-0.8, 3.6), aspect="equal")
+    ax.axis("off")
+    fig.suptitle("An LSTM step: along the cell path, only a multiplication by $f_t$ and an "
+                 "addition")
+    return fig
+
+
+def concept_figures() -> dict[str, Figure]:
+    """The chapter's diagrams of its ideas, drawn from its own functions."""
+    return {"concept_unrolled": unrolled_concept(), "concept_lstm": lstm_concept()}
 
 
 def run(cfg: Config) -> dict:
