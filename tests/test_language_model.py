@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfguide import cli, clocks, console, corpora, datasets
+from tfguide import cli, clocks, console, corpora, datasets, registry
 from tfguide.chapters import language_model as lm
 import tfguide.bench.language_model as lm_bench
 import tfguide.exercises.language_model as lm_ex
@@ -28,10 +28,19 @@ def test_vocabulary_round_trips_any_text():
     text = "To be, or not to be: that is the question.\nÉtude — naïve ☃"
     vocab = lm.Vocabulary(text)
     ids = vocab.encode(text)
-    assert ids.dtype == np.int32 and len(ids) == len(text)
+    assert ids.dtype == np.uint8 and len(ids) == len(text), "one byte per character"
     assert vocab.decode(ids) == text
     assert vocab.chars == sorted(set(text)) and len(vocab) == len(set(text))
     assert vocab.encode("\n")[0] == 0, "ids follow sorted order: newline sorts first"
+
+
+def test_ids_take_the_smallest_type_and_encode_in_pieces_as_in_one():
+    wide = "".join(map(chr, range(0x4E00, 0x4E00 + 300))) + "𝄞\n"  # 302 characters: 2 bytes
+    vocab = lm.Vocabulary(wide)
+    ids = vocab.encode(wide * 3, chunk=7)  # pieces that do not divide the text
+    assert ids.dtype == np.uint16 and vocab.decode(ids) == wide * 3
+    np.testing.assert_array_equal(ids, vocab.encode(wide * 3))
+    assert vocab.encode("").shape == (0,)
 
 
 def test_shipped_corpus_is_tiny_shakespeare_split_like_nanogpt(shakespeare):
@@ -114,12 +123,62 @@ def test_a_learner_text_is_read_split_and_recorded(tmp_path):
     assert corpus.vocab.decode(corpus.train[:6]) == "ALICE:"
     assert len(corpus.train) == int(0.9 * len(text))
     assert ex.data_info["source"] == "data-dir" and ex.data_info["name"] == "mytext"
-    with pytest.raises(console.UsageError, match="--prompt has characters .*: 'JTU'"):
+    with pytest.raises(console.UsageError, match="--prompt has characters .*: 'JUT'"):
         lm.prompt_ids(corpus, "JULIET:")  # asked for: refused
-    with pytest.raises(console.UsageError, match="--prompt has characters .*: 'MR'"):
+    with pytest.raises(console.UsageError, match="--prompt has characters .*: 'RM'"):
         lm.prompt_ids(corpus, "ROMEO:")  # asked for explicitly: refused too
     ids, prompt = lm.prompt_ids(corpus, None)  # no --prompt: the text's own start instead
     assert prompt == "ALICE:" and corpus.vocab.decode(ids) == "ALICE:"
+
+
+def test_a_text_of_one_character_is_refused_in_one_line(tmp_path):
+    cfg = quick_config(tmp_path, data="onechar", data_dir=write(tmp_path, "onechar", b"a" * 5000))
+    with pytest.raises(datasets.DataError, match="one distinct character, 'a'.* at least 2") \
+            as err:
+        with Experiment(cfg) as ex:
+            lm.prepare_data(ex, cfg, lm.QUICK)
+    assert "\n" not in str(err.value)
+
+
+def test_a_text_over_the_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    big = tmp_path / "huge.txt"
+    with open(big, "wb") as f:  # a sparse file: no disk used
+        f.truncate((registry.MAX_TEXT_MB << 20) + 1)
+    monkeypatch.setattr(type(big), "read_bytes", lambda self: pytest.fail("read it whole"))
+    with pytest.raises(datasets.DataError, match=f"larger than the {registry.MAX_TEXT_MB} MiB") \
+            as err:
+        corpora.read_corpus("huge", tmp_path)
+    assert "\n" not in str(err.value) and "huge.txt" in str(err.value)
+    help_text = cli.build_parser(registry.get("language_model")).format_help()
+    assert f"at most {registry.MAX_TEXT_MB} MiB" in " ".join(help_text.split())
+
+
+def test_encoding_a_large_text_costs_about_a_byte_per_character():
+    import tracemalloc
+
+    text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 300_000  # 18 MB
+    vocab = lm.Vocabulary(text)
+    tracemalloc.start()
+    try:
+        ids = vocab.encode(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ids.nbytes == len(text), "one byte per character"
+    assert peak < len(text) + (8 << 20), f"{peak / len(text):.1f} bytes per character"
+
+
+def test_a_text_named_by_the_environment_variable_is_found_and_named(tmp_path, monkeypatch):
+    write(tmp_path, "mytext", b"Some text of my own.\n" * 100)
+    monkeypatch.setenv("TFGUIDE_DATA_DIR", str(tmp_path))
+    cfg = cli.parse("language_model", ["--data", "mytext"])  # no --data-dir: the variable's
+    assert cfg.data_dir is None and corpora.read_corpus(cfg.data, None)[1] == "data-dir"
+    (tmp_path / "afile").write_text("not a folder")
+    monkeypatch.setenv("TFGUIDE_DATA_DIR", str(tmp_path / "afile"))
+    for name in ("mytext", "shakespeare"):  # both look in the folder first
+        with pytest.raises(datasets.DataError, match="TFGUIDE_DATA_DIR=.*afile is a file") as err:
+            corpora.read_corpus(name, cli.parse("language_model", ["--data", name]).data_dir)
+        assert "--data-dir" not in str(err.value).split(":")[0]
 
 
 def test_a_text_too_short_for_one_window_is_refused(tmp_path):
@@ -132,7 +191,11 @@ def test_a_text_too_short_for_one_window_is_refused(tmp_path):
 
 @pytest.mark.parametrize("flags,message", [
     (["--prompt", ""], "--prompt must be a non-empty text"),
-    (["--sample-length", "0"], "--sample-length must be a positive integer"),
+    (["--sample-length", "0"], "--sample-length must be an integer from 1 to 10,000"),
+    (["--sample-length", "1000000000"], "must be an integer from 1 to 10,000. Received: "
+                                        "--sample-length=1000000000"),
+    (["--sample-length", "abc"], "must be an integer from 1 to 10,000. Received"),
+    (["--data", "mytext"], r"--data-dir DIR \(or TFGUIDE_DATA_DIR=DIR\)"),
 ])
 def test_bad_chapter_flags_are_refused(flags, message):
     with pytest.raises(console.UsageError, match=message):
@@ -280,6 +343,41 @@ def test_generate_continues_the_prompt_one_row_per_temperature():
     rows = lm.generate(model, prompt, 12, (0.5, 1.0), TINY.context, seed=0)
     assert len(rows) == 2 and all(len(r) == 15 for r in rows)
     assert all((r[:3] == prompt).all() and r.max() < 11 for r in rows)
+
+
+def test_generate_reads_the_last_context_characters_of_prompt_and_sample(monkeypatch):
+    class Next:  # a model whose next id is always the window's last real id + 1
+        def __init__(self):
+            self.windows = []
+
+        def predict_on_batch(self, window):
+            self.windows.append(window.copy())
+            return 50 * np.eye(11, dtype=np.float32)[(window + 1) % 11]  # (rows, context, vocab)
+
+    model, prompt = Next(), np.arange(1, 13, dtype=np.uint8) % 11  # 12 ids, longer than 8
+    rows = lm.generate(model, prompt, 20, (0.5, 1.0), TINY.context)
+    want = np.r_[prompt, (prompt[-1] + np.arange(1, 21)) % 11]
+    assert all(r.dtype == np.int32 and (r == want).all() for r in rows)
+    assert len(model.windows) == 20, "one model pass per character"
+    np.testing.assert_array_equal(model.windows[-1][0], want[-9:-1])
+
+
+def test_a_missing_prompt_is_named_in_its_own_order(capsys):
+    assert corpora.choose_prompt("the quick brown fox\n" * 50, sorted(set("the quick brown fox\n")),
+                                 None) == "the quick brown "
+    assert "The text has no 'ROME:'" in capsys.readouterr().out, "in the prompt's order"
+
+
+def test_a_long_prompt_is_shown_clipped():
+    keras.utils.set_random_seed(0)
+    text = "abcdefghij\n" * 1000
+    vocab = lm.Vocabulary(text)
+    corpus = lm.Corpus(text, vocab, *([np.zeros(1, np.uint8)] * 4))
+    fig = lm.next_char_figure(lm.build_gpt(len(vocab), TINY), corpus, vocab.encode(text[:10_000]),
+                              TINY.context, text[:10_000])
+    title = fig.axes[0].get_title()
+    assert len(title) < 70 and title.endswith(repr("…" + text[9_960:10_000]))
+    assert corpora.clipped("short") == "short"
 
 
 # --- The models -------------------------------------------------------------------------

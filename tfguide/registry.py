@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from tfguide.config import non_empty_text, positive_float, positive_int, run_folder
+from tfguide.config import int_up_to, non_empty_text, positive_float, positive_int, run_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +50,12 @@ class Chapter:
     @property
     def module(self) -> str:
         return f"tfguide.chapters.{self.name}"
+
+
+# language_model's bounds, said in its --help: one model pass per character generated; the
+# text and its ids are held in memory (corpora.read_corpus measures what that costs).
+MAX_SAMPLE_LENGTH = 10_000
+MAX_TEXT_MB = 64
 
 
 def hidden_widths(text: str) -> tuple[int, ...]:
@@ -168,7 +174,8 @@ CHAPTERS: tuple[Chapter, ...] = (
         "seconds, and raced against nanoGPT's recipe",
         ports="000 §2.3/§2.5/§4.5",
         data=("shakespeare",),
-        brought_data="DIR/NAME.txt, a UTF-8 text",
+        brought_data=f"DIR/NAME.txt, a UTF-8 text of at most {MAX_TEXT_MB} MiB (the run's "
+        f"peak memory stays under 2 GB)",
         quick_data="shakespeare",
         epochs=48,  # rounds of 25 training steps, each followed by validation
         batch_size=16,
@@ -177,8 +184,9 @@ CHAPTERS: tuple[Chapter, ...] = (
         options=(
             Option("--prompt", non_empty_text, None, "text the models continue (default: "
                    "ROMEO: if the text has those characters, else its own first line)"),
-            Option("--sample-length", positive_int, 300, "characters to generate per sample",
-                   quick_default=120),
+            Option("--sample-length", int_up_to(MAX_SAMPLE_LENGTH), 300,
+                   f"characters to generate per sample, at most {MAX_SAMPLE_LENGTH:,}: each "
+                   f"costs a pass of the model", quick_default=120),
         ),
     ),
     Chapter(

@@ -76,13 +76,20 @@ class Vocabulary:
 
     def __init__(self, text: str):
         self.chars = sorted(set(text))  # e.g. ['\n', ' ', '!', ..., 'z']
-        self.ids = {c: i for i, c in enumerate(self.chars)}
+        codes = [ord(c) for c in self.chars]  # Unicode code points, ascending
+        dtype = np.uint8 if len(codes) <= 256 else np.uint16  # 1 or 2 bytes per character
+        self.table = np.zeros(codes[-1] + 1, dtype)  # code point -> id
+        self.table[codes] = np.arange(len(codes))
 
     def __len__(self) -> int:
         return len(self.chars)
 
-    def encode(self, text: str) -> np.ndarray:
-        return np.fromiter(map(self.ids.__getitem__, text), np.int32, len(text))  # (len(text),)
+    def encode(self, text: str, chunk: int = 1 << 18) -> np.ndarray:
+        ids = np.empty(len(text), self.table.dtype)  # (len(text),); widen it before arithmetic
+        for i in range(0, len(text), chunk):  # a piece at a time: a few MB of work space
+            codes = np.frombuffer(text[i:i + chunk].encode("utf-32-le"), np.uint32)
+            ids[i:i + len(codes)] = self.table[codes]
+        return ids
 
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)
@@ -105,6 +112,7 @@ def random_windows(ids: np.ndarray, context: int, batch_size: int, seed: int) ->
         starts = tf.random.stateless_uniform((batch_size,), seed=tf.stack([key, 0]),
                                              maxval=last_start + 1, dtype=tf.int64)
         chunk = tf.gather(ids, starts[:, None] + tf.range(context + 1, dtype=tf.int64))
+        chunk = tf.cast(chunk, tf.int32)  # (batch, context + 1)
         return chunk[:, :-1], chunk[:, 1:]  # (batch, context) inputs, (batch, context) targets
 
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)  # new each fit
@@ -114,7 +122,7 @@ def random_windows(ids: np.ndarray, context: int, batch_size: int, seed: int) ->
 def fixed_windows(ids: np.ndarray, context: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """n windows spread evenly over `ids`: the same validation set for every model."""
     starts = np.linspace(0, len(ids) - context - 1, n).astype(np.int64)  # (n,)
-    chunk = ids[starts[:, None] + np.arange(context + 1)]  # (n, context + 1)
+    chunk = ids[starts[:, None] + np.arange(context + 1)].astype(np.int32)  # (n, context + 1)
     return chunk[:, :-1], chunk[:, 1:]
 # [end:windows]
 
@@ -385,17 +393,17 @@ def generate(model: keras.Model, prompt: np.ndarray, length: int, temperatures, 
     start, followed by padding that the causal model cannot see, and we read its output
     at the last real character.
     """
-    rows = len(temperatures)
-    out = np.tile(prompt, (rows, 1))  # (rows, len(prompt))
+    rows, start = len(temperatures), len(prompt)
+    out = np.zeros((rows, start + length), np.int32)  # (rows, prompt + length), filled in turn
+    out[:, :start] = prompt
     t = np.asarray(temperatures, np.float32)[:, None]  # (rows, 1)
     seed = keras.random.SeedGenerator(seed)
-    for _ in range(length):
-        recent = out[:, -context:]  # (rows, <= context)
+    for end in range(start, start + length):
+        recent = out[:, max(0, end - context):end]  # (rows, <= context)
         window = np.zeros((rows, context), np.int32)
         window[:, : recent.shape[1]] = recent
         logits = model.predict_on_batch(window)[:, recent.shape[1] - 1]  # (rows, vocab)
-        nxt = sample_next(logits, t, top_k, seed=seed)  # (rows,)
-        out = np.concatenate([out, np.asarray(nxt, np.int32)[:, None]], axis=1)
+        out[:, end] = sample_next(logits, t, top_k, seed=seed)  # (rows,)
     return list(out)
 # [end:generate]
 
@@ -418,6 +426,7 @@ def prepare_data(ex: Experiment, cfg: Config, size: GPTSize) -> Corpus:
     text, source, provenance = corpora.read_corpus(cfg.data, cfg.data_dir)
     corpora.check_length(text, cfg.data, size.context + 1, 1 - TRAIN_FRACTION)
     vocab = Vocabulary(text)
+    corpora.check_vocabulary(vocab.chars, cfg.data)
     train, val = split(vocab.encode(text))
     n_windows = min(256 if cfg.quick else 512, len(val) - size.context)
     x_val, y_val = fixed_windows(val, size.context, n_windows)
@@ -472,7 +481,7 @@ def train_models(ex: Experiment, cfg: Config, corpus: Corpus, size: GPTSize, rec
     paced = dataclasses.replace(recipe, steps=max(steps, 2 * recipe.warmup))  # its schedule
     lstm = ex.runtime.build(make_model, "lstm", v, size, paced, width, jit=recipe.jit)
     print(f"Training the LSTM ({lstm.count_params():,} weights) for the GPT's "
-          f"{clocks['gpt'].train_s:.0f} s, about {steps} of its steps")
+          f"{clocks['gpt'].train_s:.1f} s, about {steps} of its steps")
     clocks["lstm"] = TrainClock(seconds=clocks["gpt"].train_s)
     fit_for(ex, lstm, corpus, paced, 10 * cfg.epochs, cfg.seed, [clocks["lstm"]], tag="lstm")
     ex.details.update(gpt_recipe=describe(recipe), lstm_recipe=describe(paced),
@@ -516,13 +525,6 @@ def write_samples(ex: Experiment, corpus: Corpus, models: dict, stages: dict[int
     return shown
 
 
-def verse_line(corpus: Corpus, context: int) -> str:
-    """A line of verse from the validation text, 30 to `context` characters long."""
-    lines = corpus.text[len(corpus.text) - len(corpus.val):].split("\n")
-    return next((ln for ln in lines if 30 <= len(ln) <= context and ln[0].isupper()),
-                corpus.text[-context:])
-
-
 def attention_figure(gpt: keras.Model, corpus: Corpus, size: GPTSize, line: str) -> Figure:
     """The last block's first head: which earlier characters each character looks at."""
     ids = corpus.vocab.encode(line)
@@ -549,7 +551,7 @@ def next_char_figure(gpt: keras.Model, corpus: Corpus, prompt: np.ndarray, conte
     shown = {repr(corpus.vocab.chars[i])[1:-1].replace(" ", "␣") or "?": float(probs[i])
              for i in best}
     return plotting.bar_chart(shown, ylabel="probability",
-                              title=f"Next character after {prompt_text!r}")
+                              title=f"Next character after {corpora.clipped(prompt_text)!r}")
 
 
 def draw(ex: Experiment, corpus: Corpus, gpt, clocks, size: GPTSize, prompt: np.ndarray,
@@ -561,8 +563,8 @@ def draw(ex: Experiment, corpus: Corpus, gpt, clocks, size: GPTSize, prompt: np.
         {f"unigram (counting) {unigram:.2f}": unigram, f"bigram (counting) {bigram:.2f}": bigram},
         xlabel="training time (s)", ylabel="validation loss (nats/char)",
         title="Same data, same seconds: attention vs recurrence"), "val_loss_vs_time")
-    ex.save_figure(attention_figure(gpt, corpus, size, verse_line(corpus, size.context)),
-                   "attention_head")
+    line = corpora.verse_line(corpus.text, len(corpus.val), size.context)
+    ex.save_figure(attention_figure(gpt, corpus, size, line), "attention_head")
     ex.save_figure(next_char_figure(gpt, corpus, prompt, size.context, prompt_text),
                    "next_char_probabilities")
 
@@ -584,7 +586,8 @@ def run(cfg: Config) -> dict:
                               cfg.options["sample_length"], size.context, cfg.seed)
         ex.save_model(gpt)
         draw(ex, corpus, gpt, clocks, size, prompt, prompt_text)
-        print(f"\nThe GPT at temperature 0.8:\n{shown}")
+        print(f"\nThe GPT at temperature 0.8:\n{corpora.clipped(prompt_text)}"
+              f"{shown[len(prompt_text):]}")
     return ex.metrics
 
 
