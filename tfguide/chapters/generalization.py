@@ -478,8 +478,8 @@ def draw(ex: Experiment, task: Task, runs: dict, widths: dict, history: dict,
                         "validation loss", "Validation loss of each recipe (first seed)",
                         x=np.arange(1, len(plain["loss"]) + 1)), "val_loss_by_recipe")
     ex.save_figure(early_stopping_figure(history, task.patience), "early_stopping")
-    ex.save_figure(line(spreads, "layer", "std of its ReLU outputs", "A 20-layer MLP at "
-                        "initialisation", logy=True, x=np.arange(1, 21)), "activation_spread")
+    ex.save_figure(line(spreads, "layer", "std of its ReLU outputs", "small: N(0, 0.05²), "
+                        "large: N(0, 0.2²)", True, np.arange(1, 21)), "activation_spread")
     ex.save_figure(weight_decay_figure(), "weight_decay")
     ex.save_figure(augmented_digits(task.data, task.seeds[0]), "augmented_digits")
 
@@ -498,8 +498,8 @@ def comparison_figure(runs: dict, key: str, label: str) -> Figure:
     """One bar per recipe: the mean over seeds of `key` ("val" or "gap"), ± its spread."""
     values = np.array([[r[key] for r in rs] for rs in runs.values()])  # (recipes, seeds)
     mean, spread = values.mean(axis=1), values.std(axis=1)
-    fig = plotting.bar_chart(dict(zip(runs, mean)), label, f"Each cure on the same few labels "
-                             f"(mean ± spread, {values.shape[1]} seed(s))")
+    fig = plotting.bar_chart(dict(zip(runs, mean)), label, f"Each cure: mean ± spread over "
+                             f"{values.shape[1]} seed(s)")
     fig.axes[0].errorbar(list(runs), mean, yerr=spread, fmt="none", color="black", capsize=4)
     fig.axes[0].set_ylim(max(0, values.min() - 0.05) if key == "val" else 0, None)
     return fig
