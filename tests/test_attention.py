@@ -197,3 +197,35 @@ def test_custom_layers_round_trip_their_config(tmp_path):
     x, _ = att.make_reversal(3, 6, 7, seed=1)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                atol=1e-6)
+
+
+# --- Why √d_k, the plateau, and our attention as a trainable layer -----------------------
+def test_dot_products_have_variance_d_k_and_the_scale_keeps_the_softmax_soft():
+    narrow, wide = att.saturation(8, n=500), att.saturation(64, n=500)
+    assert narrow["dot_variance"] == pytest.approx(8, rel=0.1)
+    assert wide["dot_variance"] == pytest.approx(64, rel=0.1)
+    assert wide["entropy_scaled"] == pytest.approx(narrow["entropy_scaled"], abs=0.1)
+    assert wide["entropy_unscaled"] < narrow["entropy_unscaled"] < narrow["entropy_scaled"]
+    assert att.row_entropy(np.full((3, 10), 0.1)) == pytest.approx(np.log(10))
+
+
+def test_bag_of_digits_accuracy_is_the_expected_mode_share():
+    assert att.bag_of_digits_accuracy(n=20_000) == pytest.approx(0.2747, abs=0.005)
+
+
+def test_scratch_attention_layer_holding_keras_weights_gives_keras_outputs():
+    x = _inputs(2, 5, 8, dtype="float32")
+    keras_layer = keras.layers.MultiHeadAttention(2, 4)
+    theirs = keras_layer(x, x)
+    ours = att.ScratchAttention(2, 4)
+    ours.build(x.shape)
+    for name, value in att.from_keras_weights(keras_layer).items():
+        ours.p[name].assign(value)
+    np.testing.assert_allclose(ours(x, x), theirs, atol=1e-5)
+    assert len(ours.trainable_weights) == len(keras_layer.trainable_weights) == 8
+
+
+def test_toy_attention_rows_sum_to_one():
+    toy = att.attention_toy()
+    np.testing.assert_allclose(tf.reduce_sum(toy["weights"], -1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(toy["output"], toy["weights"] @ toy["V"], atol=1e-6)

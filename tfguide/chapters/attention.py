@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
 from tfguide import cli, datasets, plotting
 from tfguide.config import Config
@@ -70,6 +71,26 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         weights = weights * tf.cast(mask, weights.dtype)  # a fully masked row attends nowhere
     return tf.matmul(weights, v), weights  # (..., t_q, d_v), (..., t_q, t_k)
 # [end:sdpa]
+
+
+# [start:saturation]
+def row_entropy(weights) -> float:
+    """Mean entropy of attention rows in nats: ln(t_k) when uniform, 0 when one-hot."""
+    w = np.asarray(weights, np.float64)
+    return float(-(w * np.log(np.where(w > 0, w, 1.0))).sum(-1).mean())
+
+
+def saturation(d_k: int, t: int = SEQ_LEN, n: int = 2000, seed: int = 0) -> dict:
+    """Random queries and keys with unit-variance entries: the variance of q·k, and the
+    entropy of the attention rows with the 1/√d_k scale and without it."""
+    rng = np.random.default_rng(seed)
+    q, k = (tf.constant(rng.standard_normal((n, t, d_k))) for _ in range(2))  # (n, t, d_k)
+    dots = tf.matmul(q, k, transpose_b=True)  # (n, t, t), before any scaling
+    _, scaled = scaled_dot_product_attention(q, k, k)
+    _, unscaled = scaled_dot_product_attention(q * math.sqrt(d_k), k, k)  # the scale undone
+    return {"dot_variance": float(tf.math.reduce_variance(dots)),
+            "entropy_scaled": row_entropy(scaled), "entropy_unscaled": row_entropy(unscaled)}
+# [end:saturation]
 
 
 # [start:mha]
@@ -158,6 +179,34 @@ def attention_error(p: dict, heads: int, x, mask=None, causal: bool = False) -> 
 
 
 # --- The Keras way --------------------------------------------------------------------
+# [start:scratch_layer]
+@keras.saving.register_keras_serializable(package="tfguide")
+class ScratchAttention(layers.Layer):
+    """Our `multi_head_attention` as a Keras layer, so that a model can train it."""
+
+    def __init__(self, heads: int, key_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.heads, self.key_dim = heads, key_dim
+
+    def build(self, query_shape, value_shape=None):
+        d_model, width = query_shape[-1], self.heads * self.key_dim
+        shapes = {"q": (d_model, width), "k": (d_model, width), "v": (d_model, width),
+                  "o": (width, d_model)}
+        self.p = {}
+        for name, shape in shapes.items():
+            self.p[f"W_{name}"] = self.add_weight(shape, "glorot_uniform", name=f"W_{name}")
+            self.p[f"b_{name}"] = self.add_weight((shape[1],), "zeros", name=f"b_{name}")
+
+    def call(self, query, value, training=None, return_attention_scores=False):
+        p = {name: ops.cast(w, query.dtype) for name, w in self.p.items()}
+        out, weights = multi_head_attention(query, value, p, self.heads)
+        return (out, weights) if return_attention_scores else out
+
+    def get_config(self):
+        return super().get_config() | {"heads": self.heads, "key_dim": self.key_dim}
+# [end:scratch_layer]
+
+
 # [start:layers]
 @keras.saving.register_keras_serializable(package="tfguide")
 class TokenAndPositionEmbedding(layers.Layer):
@@ -190,11 +239,14 @@ class TransformerBlock(layers.Layer):
     on its own, which is the baseline.
     """
 
-    def __init__(self, d_model: int, heads: int, ff_dim: int, dropout: float = 0.0, **kwargs):
+    def __init__(self, d_model: int, heads: int, ff_dim: int, dropout: float = 0.0,
+                 scratch: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.d_model, self.heads, self.ff_dim, self.dropout = d_model, heads, ff_dim, dropout
-        self.attention = (layers.MultiHeadAttention(heads, d_model // heads, dropout=dropout,
-                                                    name="attention") if heads else None)
+        self.scratch = scratch  # our ScratchAttention instead of Keras's MultiHeadAttention
+        self.attention = None if not heads else (
+            ScratchAttention(heads, d_model // heads, name="attention") if scratch else
+            layers.MultiHeadAttention(heads, d_model // heads, dropout=dropout, name="attention"))
         self.norm1 = layers.LayerNormalization(epsilon=1e-6, name="norm1")
         self.ff1 = layers.Dense(ff_dim, activation="relu", name="ff1")
         self.ff2 = layers.Dense(d_model, name="ff2")
@@ -219,13 +271,14 @@ class TransformerBlock(layers.Layer):
 
     def get_config(self):
         return super().get_config() | {"d_model": self.d_model, "heads": self.heads,
-                                       "ff_dim": self.ff_dim, "dropout": self.dropout}
+                                       "ff_dim": self.ff_dim, "dropout": self.dropout,
+                                       "scratch": self.scratch}
 # [end:layers]
 
 
 # [start:model]
 def build_model(seq_len: int, vocab_size: int, d_model: int = 64, heads: int = 2,
-                ff_dim: int = 128, name: str = "transformer") -> keras.Model:
+                ff_dim: int = 128, name: str = "transformer", scratch: bool = False) -> keras.Model:
     """Tokens -> embeddings + positions -> one Transformer block -> a class per position.
 
     heads=0 gives the baseline: the same model with no attention, so each output
@@ -233,7 +286,7 @@ def build_model(seq_len: int, vocab_size: int, d_model: int = 64, heads: int = 2
     """
     tokens = keras.Input(shape=(seq_len,), dtype="int32", name="tokens")
     x = TokenAndPositionEmbedding(seq_len, vocab_size, d_model, name="embed")(tokens)
-    x = TransformerBlock(d_model, heads, ff_dim, name="block")(x)  # (batch, t, d_model)
+    x = TransformerBlock(d_model, heads, ff_dim, scratch=scratch, name="block")(x)  # (b, t, d)
     logits = layers.Dense(vocab_size, dtype="float32", name="logits")(x)  # (batch, t, vocab)
     return keras.Model(tokens, logits, name=name)
 
@@ -247,9 +300,9 @@ def attention_maps(model: keras.Model, tokens) -> np.ndarray:
 
 # [start:train]
 def compile_model(seq_len: int, vocab_size: int, learning_rate: float, heads: int = 2,
-                  name: str = "transformer") -> keras.Model:
+                  name: str = "transformer", scratch: bool = False) -> keras.Model:
     """Build the encoder (heads=0: the baseline) and compile it to classify every position."""
-    model = build_model(seq_len, vocab_size, heads=heads, name=name)
+    model = build_model(seq_len, vocab_size, heads=heads, name=name, scratch=scratch)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   # −log p(target digit), averaged over batch and positions; logits, not softmax
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -308,15 +361,52 @@ def check_from_scratch(cfg: Config, ex: Experiment, data: Reversal) -> None:
                                      attention_error(p, HEADS, x, causal=True)))
 
 
+class BatchAccuracy(keras.callbacks.Callback):
+    """Each training batch's own accuracy: Keras logs the epoch's running mean, so the
+    batch's value is the change in (mean × batches seen); batches are all of one size."""
+
+    def on_train_begin(self, logs=None):
+        self.values = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.total = 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        total = float(logs["accuracy"]) * (batch + 1)
+        self.values.append(total - self.total)
+        self.total = total
+
+
+def bag_of_digits_accuracy(n: int = 100_000, seed: int = 0) -> float:
+    """How often 'the most common digit of the sequence' is right at a random position."""
+    x, _ = make_reversal(n, SEQ_LEN, VOCAB_SIZE, seed)
+    counts = np.stack([(x == d).sum(1) for d in range(VOCAB_SIZE)], axis=1)  # (n, digits)
+    return float(counts.max(1).mean() / SEQ_LEN)
+
+
+def check_saturation(ex: Experiment) -> None:
+    """Why √d_k, measured at the model's head width, and the plateau uniform attention gives."""
+    measured = saturation(D_MODEL // HEADS)
+    ex.log(dot_variance=measured["dot_variance"], entropy_scaled=measured["entropy_scaled"],
+           entropy_unscaled=measured["entropy_unscaled"])
+    ex.details["saturation"] = {"d_k": D_MODEL // HEADS, "uniform_entropy": math.log(SEQ_LEN),
+                                "wide": saturation(4 * D_MODEL // HEADS)}  # exercise 2
+    ex.details["bag_of_digits_accuracy"] = bag_of_digits_accuracy()
+
+
 def train(cfg: Config, ex: Experiment, data: Reversal) -> tuple[dict, dict]:
-    """Build and fit the encoder and its no-attention baseline; save the encoder."""
+    """Build and fit the encoder, its no-attention baseline and the same encoder with our
+    attention; save the encoder."""
     models, histories = {}, {}
-    for name, heads in (("transformer", HEADS), ("baseline", 0)):
+    for name, heads, scratch in (("transformer", HEADS, False), ("baseline", 0, False),
+                                 ("scratch", HEADS, True)):
         model = ex.runtime.build(compile_model, SEQ_LEN, VOCAB_SIZE, cfg.learning_rate,
-                                 heads=heads, name=name)
+                                 heads=heads, name=name, scratch=scratch)
         print(f"Training the {name} ({model.count_params():,} weights)")
-        callbacks = ex.callbacks("" if heads else name)
+        per_batch = BatchAccuracy()
+        callbacks = ex.callbacks("" if name == "transformer" else name) + [per_batch]
         histories[name] = fit_model(model, data.train, data.val, cfg.epochs, callbacks).history
+        histories[name]["batch_accuracy"] = per_batch.values
         models[name] = model
     ex.save_model(models["transformer"])
     return models, histories
@@ -326,10 +416,12 @@ def evaluate(ex: Experiment, models: dict, data: Reversal) -> np.ndarray:
     """Log both models' test accuracy and where attention looks; return the attention maps."""
     scores, y_pred = evaluate_model(models["transformer"], data.x_test, data.y_test)
     baseline, _ = evaluate_model(models["baseline"], data.x_test, data.y_test)
+    scratch, _ = evaluate_model(models["scratch"], data.x_test, data.y_test)
     # How much weight lands where reversal needs it: output i reads input t-1-i.
     maps = attention_maps(models["transformer"], data.x_test[:256])  # (256, heads, t, t)
     anti = np.fliplr(np.eye(SEQ_LEN, dtype=bool))  # (t, t), True at (i, t-1-i)
     ex.log(test_accuracy=scores["accuracy"], baseline_accuracy=baseline["accuracy"],
+           scratch_test_accuracy=scratch["accuracy"],
            test_sequence_accuracy=np.mean(np.all(y_pred == data.y_test, axis=1)),
            anti_diagonal_weight=maps[..., anti].mean())
     return maps
@@ -351,9 +443,16 @@ def _head_panels(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> Figure:
 def draw(cfg: Config, ex: Experiment, data: Reversal, histories: dict, maps: np.ndarray):
     """The heads' attention, the encoder's curves, and its accuracy beside the baseline's."""
     ex.save_figure(_head_panels(maps[0], data.x_test[0], data.y_test[0]), "attention_heads")
-    ex.save_figure(plotting.history_curves(histories["transformer"],
-                                           "Transformer encoder: reversing digits"),
-                   "training_curves")
+    smooth = np.ones(10) / 10  # a running mean over 10 batches
+    curves = {f"{name}, training batches": np.convolve(h["batch_accuracy"], smooth, "valid")
+              for name, h in histories.items()}
+    steps = np.arange(10, 10 + len(curves["transformer, training batches"]))
+    fig = plotting.line_plot(curves, xlabel="training step (batch)", ylabel="per-token accuracy",
+                             x=steps, title="Reversing digits, batch by batch")
+    fig.axes[0].axhline(ex.details["bag_of_digits_accuracy"], color="grey", ls="--",
+                        label="the most common digit of the sequence")
+    fig.axes[0].legend()
+    ex.save_figure(fig, "training_curves")
     ex.save_figure(plotting.line_plot(
         {"transformer (validation)": histories["transformer"]["val_accuracy"],
          "no attention (validation)": histories["baseline"]["val_accuracy"],
@@ -362,11 +461,95 @@ def draw(cfg: Config, ex: Experiment, data: Reversal, histories: dict, maps: np.
         title="Attention vs the same model without it"), "accuracy_vs_baseline")
 
 
+# --- Concept diagrams (saved as chapters/figures/attention/concept_*.png) -------------
+# [start:toy]
+def attention_toy() -> dict:
+    """Three positions of 4 features, one head of width d_k = 2, by our attention."""
+    x = tf.constant([[1.0, 0, 1, 0], [0, 2, 0, 2], [1, 1, 1, 1]])  # (t, d_model) = (3, 4)
+    W_qk = tf.constant([[1.0, 0], [0, 1], [1, 0], [0, 1]])  # queries and keys share it here
+    W_v = tf.constant([[1.0, 0], [0, 0], [0, 1], [0, 0]])  # (d_model, d_v)
+    q, k, v = x @ W_qk, x @ W_qk, x @ W_v  # (3, 2) each
+    out, weights = scaled_dot_product_attention(q, k, v)  # (3, 2), (3, 3)
+    return {"X": x, "Q": q, "K": k, "V": v, "weights": weights, "output": out}
+# [end:toy]
+
+
+def qkv_concept() -> Figure:
+    """The toy's matrices side by side, each cell with its number."""
+    toy = {name: np.asarray(m) for name, m in attention_toy().items()}
+    fig = Figure(figsize=(13, 3.2), layout="constrained")
+    titles = {"X": "X: 3 positions × 4 features", "Q": "Q = X W_q", "K": "K = X W_k",
+              "V": "V = X W_v", "weights": "softmax(Q Kᵀ / √2)", "output": "weights · V"}
+    for i, (name, m) in enumerate(toy.items()):
+        ax = fig.add_subplot(1, len(toy), i + 1)
+        ax.imshow(m, cmap="Blues" if name != "weights" else "Oranges", vmin=0)
+        for (r, c), value in np.ndenumerate(m):
+            ax.text(c, r, f"{value:.2f}" if name in ("weights", "output") else f"{value:g}",
+                    ha="center", va="center", fontsize=9)
+        ax.set(title=titles[name], xticks=[], yticks=range(3),
+               yticklabels=[f"pos {r}" for r in range(3)] if i == 0 else [])
+    fig.suptitle("Attention on three positions: row i of the weights says where position i "
+                 "looks; its output is that mix of the rows of V")
+    return fig
+
+
+def scale_concept() -> Figure:
+    """Entropy of attention rows against d_k, with and without 1/√d_k (from `saturation`)."""
+    widths = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    runs = [saturation(d, n=500) for d in widths]
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    ax1.loglog(widths, [r["dot_variance"] for r in runs], "o-", label="measured var(q·k)")
+    ax1.loglog(widths, widths, "--", color="grey", label="$d_k$")
+    ax1.set(xlabel="$d_k$", ylabel="variance of the score", title="Unscaled scores: variance $d_k$")
+    for key, label in (("entropy_scaled", "scores / √d_k"), ("entropy_unscaled", "raw scores")):
+        ax2.semilogx(widths, [r[key] for r in runs], "o-", label=label)
+    ax2.axhline(math.log(SEQ_LEN), color="grey", ls="--", label=f"uniform over {SEQ_LEN}: ln {SEQ_LEN}")
+    ax2.set(xlabel="$d_k$", ylabel="entropy of a row (nats)", ylim=(0, 2.5),
+            title="Raw scores saturate the softmax")
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def block_concept() -> Figure:
+    """The post-norm encoder block `TransformerBlock` builds, bottom to top."""
+    fig = Figure(figsize=(5.5, 6.2), layout="constrained")
+    ax = fig.add_subplot()
+    boxes = [(0, "input: embedding + position", "white"),
+             (1.4, "multi-head self-attention", "C1"), (2.6, "add & layer norm", "C2"),
+             (3.9, "feed-forward: Dense(relu), Dense", "C0"), (5.1, "add & layer norm", "C2"),
+             (6.3, "output: one vector per position", "white")]
+    for y, text, color in boxes:
+        ax.add_patch(FancyBboxPatch((-1.6, y - 0.3), 3.2, 0.6, boxstyle="round,pad=0.05",
+                                    fc=color, ec="black", alpha=0.3 if color != "white" else 1))
+        ax.text(0, y, text, ha="center", va="center", fontsize=10)
+    for (y0, *_), (y1, *_) in zip(boxes, boxes[1:]):
+        ax.annotate("", (0, y1 - 0.35), (0, y0 + 0.35), arrowprops=dict(arrowstyle="->"))
+    for start, end in ((0.2, 2.6), (2.8, 5.1)):  # the residual connections, around each sub-layer
+        ax.annotate("", (1.65, end), (1.65, start), arrowprops=dict(
+            arrowstyle="->", color="C3", connectionstyle="arc3,rad=-0.5", lw=1.5))
+        ax.text(2.55, (start + end) / 2, "residual:\nx + f(x)", color="C3", fontsize=9,
+                ha="center", va="center")
+    ax.set(xlim=(-2, 3.2), ylim=(-0.5, 6.8))
+    ax.axis("off")
+    fig.suptitle("A Transformer encoder block (post-norm)")
+    return fig
+
+
+def concept_figures() -> dict[str, Figure]:
+    """The chapter's diagrams of its ideas, drawn from its own functions."""
+    return {"concept_qkv": qkv_concept(), "concept_scale": scale_concept(),
+            "concept_block": block_concept()}
+
+
 def run(cfg: Config) -> dict:
     """Check attention against Keras, then train the encoder and its no-attention baseline."""
     with Experiment(cfg) as ex:
         data = prepare_data(cfg, ex)
         check_from_scratch(cfg, ex, data)
+        check_saturation(ex)
         models, histories = train(cfg, ex, data)
         maps = evaluate(ex, models, data)
         draw(cfg, ex, data, histories, maps)
