@@ -177,3 +177,20 @@ def test_full_run_on_mnist_is_in_the_range_of_the_keras_io_recipe(tmp_path):
                                       "--out", str(tmp_path)]))
     print(f"MNIST VAE: test_loss {metrics['test_loss']:.1f} nats per image")
     assert metrics["test_loss"] <= 165 and metrics["recon_ratio"] <= 0.85
+
+
+def test_kl_weight_scales_only_the_kl_term_and_survives_saving(tmp_path):
+    keras.utils.set_random_seed(0)
+    shape = (8, 8, 1)
+    x = np.random.default_rng(0).uniform(size=(4, *shape)).astype("float32")
+    beta = V.build_model(shape, latent_dim=2, seed=1, kl_weight=2.5)
+    total, recon, kl = (np.asarray(t) for t in beta.losses_for(x))
+    np.testing.assert_allclose(total, recon + 2.5 * kl, rtol=1e-6)
+    path = tmp_path / "beta.keras"
+    beta.save(path)
+    assert keras.saving.load_model(path, safe_mode=True).kl_weight == 2.5
+
+
+def test_concept_diagram_is_drawn_from_the_chapters_functions():
+    figures = V.concept_figures()
+    assert set(figures) == {"concept_vae"}

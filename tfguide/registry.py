@@ -201,7 +201,9 @@ CHAPTERS: tuple[Chapter, ...] = (
         batch_size=64,
         learning_rate=3e-3,
         quick_epochs=60,
-        options=(Option("--latent-dim", positive_int, 2, "size of the latent space z"),),
+        options=(Option("--latent-dim", positive_int, 2, "size of the latent space z"),
+                 Option("--kl-weight", positive_float, 1.0, "weight of the KL term in the "
+                        "VAE's loss (1: the ELBO; above 1: a beta-VAE)")),
     ),
     Chapter(
         name="deploy",

@@ -2,8 +2,9 @@
 
 Builds the two pieces that make an autoencoder variational, the sampling step
 z = μ + σ·ε and the closed-form KL divergence to the N(0, I) prior, checks them
-against Monte-Carlo estimates and GradientTape, then trains a convolutional
-VAE (a `keras.Model` with its own `train_step`) beside the plain, deterministic
+against Monte-Carlo estimates and GradientTape, then trains a VAE (a
+`keras.Model` with its own `train_step`; convolutional on images of 16 px a
+side or more, dense on the 8×8 digits) beside the plain, deterministic
 autoencoder the original text describes, and shows why only one of them can
 generate: decoding random prior samples, and the shape of each latent space.
 
@@ -19,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
 from tfguide import cli, datasets, plotting
 from tfguide.config import Config
@@ -123,15 +125,24 @@ def build_decoder(output_shape, latent_dim: int, name: str = "decoder") -> keras
 # [end:networks]
 
 
+def step_loss(optimizer, loss):
+    """The loss one training step differentiates: on one device `loss` itself. Under a
+    tf.distribute strategy the optimizer sums the replicas' gradients, so each replica's
+    mean is divided by their number; --precision mixed multiplies by the loss scale."""
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    return optimizer.scale_loss(loss / replicas)
+
+
 # [start:vae]
 @keras.saving.register_keras_serializable(package="tfguide")
 class VAE(keras.Model):
-    """Encoder → (μ, log σ²) → Sampling → decoder, trained on −ELBO = reconstruction + KL."""
+    """Encoder → (μ, log σ²) → Sampling → decoder, trained on −ELBO = reconstruction + KL
+    (the KL term weighted by `kl_weight`, 1 for the ELBO itself)."""
 
     def __init__(self, encoder: keras.Model, decoder: keras.Model, seed: int | None = None,
-                 **kwargs):
+                 kl_weight: float = 1.0, **kwargs):
         super().__init__(**kwargs)
-        self.encoder, self.decoder, self.seed = encoder, decoder, seed
+        self.encoder, self.decoder, self.seed, self.kl_weight = encoder, decoder, seed, kl_weight
         self.sampling = Sampling(seed=seed)
         self.loss_tracker = keras.metrics.Mean(name="loss")  # −ELBO per image
         self.recon_tracker = keras.metrics.Mean(name="recon_loss")
@@ -152,7 +163,7 @@ class VAE(keras.Model):
         logits = self.decoder(self.sampling([mu, log_var]), training=training)
         recon = reconstruction_loss(ops.cast(x, "float32"), ops.cast(logits, "float32"))
         kl = kl_divergence(mu, log_var)
-        return recon + kl, recon, kl  # (batch,) each
+        return recon + self.kl_weight * kl, recon, kl  # (batch,) each
 
     def _track(self, total, recon, kl):
         for tracker, value in zip(self.metrics, (total, recon, kl)):
@@ -162,10 +173,8 @@ class VAE(keras.Model):
     def train_step(self, data):
         x = data[0] if isinstance(data, tuple) else data
         with tf.GradientTape() as tape:
-            total, recon, kl = self.losses_for(x, training=True)
-            # Mean over this replica's images; the optimizer sums gradients over replicas.
-            replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-            loss = self.optimizer.scale_loss(ops.mean(total) / replicas)
+            total, recon, kl = self.losses_for(x, training=True)  # (batch,) each
+            loss = step_loss(self.optimizer, ops.mean(total))  # the batch's mean −ELBO
         grads = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply(grads, self.trainable_weights)
         return self._track(total, recon, kl)
@@ -175,7 +184,7 @@ class VAE(keras.Model):
         return self._track(*self.losses_for(x))
 
     def get_config(self):
-        return {**super().get_config(), "seed": self.seed,
+        return {**super().get_config(), "seed": self.seed, "kl_weight": self.kl_weight,
                 "encoder": keras.saving.serialize_keras_object(self.encoder),
                 "decoder": keras.saving.serialize_keras_object(self.decoder)}
 
@@ -186,10 +195,12 @@ class VAE(keras.Model):
         return cls(encoder, decoder, **config)
 
 
-def build_model(input_shape, latent_dim: int = 2, seed: int | None = None) -> VAE:
-    """A convolutional VAE for images of `input_shape` (h, w, c) with a `latent_dim` code."""
+def build_model(input_shape, latent_dim: int = 2, seed: int | None = None,
+                kl_weight: float = 1.0) -> VAE:
+    """A VAE for images of `input_shape` (h, w, c) with a `latent_dim` code (convolutional
+    for images of 16 px a side or more, dense below)."""
     vae = VAE(build_encoder(input_shape, latent_dim), build_decoder(input_shape, latent_dim),
-              seed=seed, name="vae")
+              seed=seed, kl_weight=kl_weight, name="vae")
     vae(ops.zeros((1, *input_shape)))  # one call builds every layer
     return vae
 # [end:vae]
@@ -207,9 +218,9 @@ def build_autoencoder(input_shape, latent_dim: int = 2) -> keras.Model:
 
 # [start:train]
 def compile_vae(input_shape, latent_dim: int, learning_rate: float,
-                seed: int | None = None) -> VAE:
+                seed: int | None = None, kl_weight: float = 1.0) -> VAE:
     """Build the VAE and give it an optimizer; its loss is in its own train_step."""
-    vae = build_model(input_shape, latent_dim, seed=seed)
+    vae = build_model(input_shape, latent_dim, seed=seed, kl_weight=kl_weight)
     vae.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return vae
 
@@ -284,7 +295,8 @@ def check_from_scratch(cfg: Config, ex: Experiment, images: Images) -> None:
 def train(cfg: Config, ex: Experiment, images: Images) -> tuple[VAE, keras.Model, dict]:
     """Build and fit the VAE, then the plain autoencoder; save the VAE."""
     shape, latent_dim = images.data.input_shape, cfg.options["latent_dim"]
-    vae = ex.runtime.build(compile_vae, shape, latent_dim, cfg.learning_rate, seed=cfg.seed)
+    vae = ex.runtime.build(compile_vae, shape, latent_dim, cfg.learning_rate, seed=cfg.seed,
+                           kl_weight=cfg.options.get("kl_weight", 1.0))
     ae = ex.runtime.build(compile_autoencoder, shape, latent_dim, cfg.learning_rate)
     print(f"VAE, latent size {latent_dim}: {cfg.epochs} epochs")
     history = fit_model(vae, images.train, cfg.epochs, images.test, ex.callbacks())
@@ -346,7 +358,7 @@ def _latent_maps(vae_codes, ae_codes, labels) -> Figure:
     return fig
 
 
-def _manifold(decoder, shape, n: int = 15) -> Figure:
+def _manifold(decoder, shape, n: int = 10) -> Figure:
     """Decode an n×n grid of z over the prior's central 90 % (Gaussian quantiles), tiled."""
     h, w, c = shape
     q = math.sqrt(2) * ops.convert_to_numpy(ops.erfinv(np.linspace(-0.9, 0.9, n)))  # Φ⁻¹
@@ -379,6 +391,44 @@ def draw(ex: Experiment, vae: VAE, images: Images, out: Outputs, history: dict) 
     curves = {k: history[k] for p in ("", "val_") for k in (p + "loss", p + "recon_loss", p + "kl")}
     ex.save_figure(plotting.history_curves(curves, "VAE training: loss (−ELBO) = "
                                            "reconstruction + KL, per image"), "loss_curves")
+
+
+# --- Concept diagram (saved as chapters/figures/vae/concept_*.png) ---------------------
+def vae_concept(seed: int = 1) -> Figure:
+    """Encoder → (μ, log σ²) → z = μ + σ·ε → decoder, with numbers from this module."""
+    mu, log_var = np.array([[0.8, -1.2]]), np.array([[-1.6, -0.4]])  # one image's code, 2-D
+    eps = np.random.default_rng(seed).standard_normal((1, 2))
+    z, kl = np.asarray(reparameterize(mu, log_var, eps)), float(kl_divergence(mu, log_var)[0])
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    vec = lambda v: "(" + ", ".join(f"{a:.2f}" for a in np.ravel(v)) + ")"  # noqa: E731
+    boxes = [(0, "image $x$", "white"), (2.4, "encoder\n$q(z \\mid x)$", "C0"),
+             (5.0, f"$\\mu$ = {vec(mu)}\n$\\log\\sigma^2$ = {vec(log_var)}", "C1"),
+             (7.9, f"sampler\n$z = \\mu + \\sigma \\odot \\epsilon$\n= {vec(z)}", "C3"),
+             (10.5, "decoder\n$p(x \\mid z)$", "C0"), (12.8, "logits of\neach pixel", "white")]
+    for x, text, color in boxes:
+        ax.add_patch(FancyBboxPatch((x - 0.95, -0.55), 1.9, 1.1, boxstyle="round,pad=0.05",
+                                    fc=color, ec="black", alpha=0.3 if color != "white" else 1))
+        ax.text(x, 0, text, ha="center", va="center", fontsize=9)
+    for (x0, *_), (x1, *_) in zip(boxes, boxes[1:]):
+        ax.annotate("", (x1 - 1.0, 0), (x0 + 1.0, 0), arrowprops=dict(arrowstyle="->", lw=1.4))
+    ax.annotate("", (7.9, 0.6), (7.9, 1.45), arrowprops=dict(arrowstyle="->", color="C3"))
+    ax.text(7.9, 1.65, f"$\\epsilon \\sim N(0, I)$ = {vec(eps)}: the only random input",
+            ha="center", color="C3", fontsize=9)
+    ax.text(5.0, -1.0, f"KL term: $D_{{KL}}(q \\| N(0, I))$ = {kl:.2f} nats", ha="center",
+            fontsize=9, color="C1")
+    ax.text(11.6, -1.0, "reconstruction term: $-\\log p(x \\mid z)$", ha="center",
+            fontsize=9, color="C0")
+    ax.set(xlim=(-1.2, 14), ylim=(-1.4, 2.0))
+    ax.axis("off")
+    fig.suptitle("A VAE: loss = reconstruction + KL; gradients reach the encoder through "
+                 "$\\mu$ and $\\sigma$, never through $\\epsilon$")
+    return fig
+
+
+def concept_figures() -> dict[str, Figure]:
+    """The chapter's diagram of its idea, drawn from its own functions."""
+    return {"concept_vae": vae_concept()}
 
 
 def run(cfg: Config) -> dict:
