@@ -220,7 +220,9 @@ CHAPTERS: tuple[Chapter, ...] = (
         quick_epochs=1,
         options=(Option("--from", run_folder, "latest",
                         "the cnn or mlp run folder whose model to deploy; latest: the newest "
-                        "finished cnn run under --out, made with cnn --quick if there is none"),),
+                        "finished cnn run under --out, made with cnn --quick if there is none"),
+                 Option("--calibration-images", positive_int, 300, "training images the int8 "
+                        "converter runs to measure each activation's range")),
     ),
     # [chapters] New chapters go here, in reading order.
 )

@@ -36,7 +36,6 @@ from tfguide.config import Config
 from tfguide.results import Experiment
 
 ARTEFACTS = ("keras", "savedmodel", "tflite", "tflite_int8")
-CALIBRATION_IMAGES = 300
 TFLITE_FILES = {"tflite": "model.tflite", "tflite_int8": "model_int8.tflite"}
 
 
@@ -62,6 +61,7 @@ class TestSet:
     pixels: np.ndarray  # (n, h, w) or (n, h, w, c) uint8, from 0 to max_value
     labels: np.ndarray  # (n,) int
     calibration: np.ndarray  # a few hundred raw training images, for int8 quantisation
+    calibration_labels: np.ndarray  # their labels (a checkpointed epoch trains on them)
     shape: tuple[int, int, int]  # (h, w, c) of one image as the model takes it
     max_value: float  # the raw pixel maximum (255 for MNIST, 16 for the digits)
     classes: tuple[str, ...]
@@ -84,11 +84,12 @@ def prepare_data(ex: Experiment, cfg: Config, record: dict, model_run: Path) -> 
     n_test = 2000 if cfg.quick else len(data.x_test)  # --quick on a large set: a subset
     source = datasets.SOURCES[name]
     pick = np.random.default_rng(cfg.seed).choice(
-        len(data.x_train), min(CALIBRATION_IMAGES, len(data.x_train)), replace=False)
+        len(data.x_train), min(cfg.options["calibration_images"], len(data.x_train)),
+        replace=False)
     ex.details.update(model_run=str(model_run), model_chapter=record["chapter"])
     return TestSet(name, raw_pixels(data.x_test[:n_test], source.max_value),
                    data.y_test[:n_test], raw_pixels(data.x_train[pick], source.max_value),
-                   source.shape, source.max_value, source.classes)
+                   data.y_train[pick], source.shape, source.max_value, source.classes)
 
 
 # --- From scratch: int8 quantisation ------------------------------------------------------
@@ -169,6 +170,24 @@ def build_serving_model(trained: keras.Model, shape: tuple[int, int, int],
     probabilities = trained(x)  # (batch, classes)
     return keras.Model(pixels, {"probabilities": probabilities}, name="serving")
 # [end:serving]
+
+
+# [start:checkpoint]
+def train_on(model_file: Path, x: np.ndarray, y: np.ndarray, folder: Path) -> keras.Model:
+    """Load a saved model and train it one more epoch, writing a checkpoint after it."""
+    model = keras.saving.load_model(model_file)  # layers, weights and the optimizer's state
+    save = keras.callbacks.ModelCheckpoint(folder / "epoch_{epoch}.weights.h5",
+                                           save_weights_only=True)  # after every epoch
+    model.fit(x, y, epochs=1, batch_size=32, callbacks=[save], verbose=0)
+    return model
+
+
+def restore(model: keras.Model, weights_file: Path) -> keras.Model:
+    """A new model with `model`'s layers and the weights stored in `weights_file`."""
+    twin = keras.models.clone_model(model)  # the same layers, freshly initialised
+    twin.load_weights(weights_file)  # every weight replaced by the saved one
+    return twin
+# [end:checkpoint]
 
 
 # [start:export]
@@ -387,6 +406,16 @@ def compare_artefacts(ex: Experiment, serving: keras.Model, version_dir: Path,
                       f"{name}_max_abs_err": np.abs(probs[name] - keras_probs).max()})
 
 
+def check_checkpoints(ex: Experiment, model_run: Path, test: TestSet) -> None:
+    """Train a copy one epoch with a checkpoint; log how far the restored copy's answers are."""
+    x = test.calibration.reshape((-1, *test.shape)) / np.float32(test.max_value)  # (n, h, w, c)
+    trained = train_on(model_run / predict.MODEL_FILE, x, test.calibration_labels,
+                       ex.dir / "checkpoints")
+    twin = restore(trained, ex.dir / "checkpoints" / "epoch_1.weights.h5")
+    ex.log(checkpoint_max_abs_err=np.abs(twin.predict(x, verbose=0)
+                                         - trained.predict(x, verbose=0)).max())
+
+
 def check_int8_weights(ex: Experiment, trained: keras.Model, int8_model: bytes) -> None:
     """Log how many kernel weights the int8 model holds, and how many differ from ours."""
     kernels = [layer.kernel for layer in trained.layers
@@ -460,6 +489,52 @@ def skew_figure(m: dict, counts: dict[str, list[int]], classes) -> Figure:
     return fig
 
 
+def concept_figures() -> dict[str, Figure]:
+    """The artefacts and the functions that make them; int8's scale and zero point on a line."""
+    tiny = keras.Sequential([keras.Input((8, 8, 1)), layers.Flatten(), layers.Dense(10)],
+                            name="trained")
+    serving = build_serving_model(tiny, (8, 8, 1), 16.0)  # its layers name the boxes
+    steps = " → ".join(f"{layer.name}" for layer in serving.layers)
+    boxes = [(0.0, 1, "trained Keras model\nmodel.keras\nfloats in [0, 1] → probabilities"),
+             (1.6, 1, f"serving model\n{steps}\n{serving.inputs[0].dtype} pixels in"),
+             (3.15, 1, "SavedModel\nexport/digits_cnn/1/\nsignature serving_default"),
+             (4.5, 1.6, f"TFLite float32\n{TFLITE_FILES['tflite']}"),
+             (4.5, 0.4, f"TFLite int8\n{TFLITE_FILES['tflite_int8']}")]
+    arrows = [(0, 1, "build_serving_model", 0.15), (1, 2, "export_savedmodel", 0.15),
+              (2, 3, "to_tflite", 0.2), (2, 4, "to_tflite + calibration", -0.25)]
+    fig = Figure(figsize=(13, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    for x, y, label in boxes:
+        ax.text(x, y, label, ha="center", va="center", fontsize=9,
+                bbox=dict(boxstyle="round,pad=0.5", fc="lavender" if x else "honeydew"))
+    for a, b, label, dy in arrows:
+        (x0, y0, _), (x1, y1, _) = boxes[a], boxes[b]
+        half = (0.58, 0.7, 0.55, 0.35, 0.35)  # each box's half width
+        ax.annotate("", (x1 - half[b], y1), (x0 + half[a], y0), arrowprops=dict(arrowstyle="->"))
+        ax.text((x0 + x1) / 2 + 0.05, (y0 + y1) / 2 + dy, label, ha="center", fontsize=8,
+                color="tab:blue", family="monospace")
+    ax.set(xlim=(-0.6, 5.0), ylim=(0, 2), title="One trained model, four forms: each arrow is "
+           "a function of this chapter, each form checked against the first")
+    ax.axis("off")
+
+    lo, hi = -0.5, 1.5
+    scale, zero = activation_params(lo, hi)
+    codes = np.array([-128, zero, 0, 64, 127])
+    fig2 = Figure(figsize=(10, 2.6), layout="constrained")
+    ax = fig2.add_subplot()
+    ax.axhline(0, color="black", lw=1)
+    ax.vlines(dequantize(np.arange(-128, 128), scale, zero), -0.04, 0.04, lw=0.3)  # all 256
+    for q, x in zip(codes, dequantize(codes, scale, zero)):
+        ax.plot([x, x], [-0.1, 0.1], color="tab:red" if q == zero else "black")
+        ax.text(x, 0.2, f"q = {q}", ha="center", fontsize=9)
+        ax.text(x, -0.35, f"x = {x:.3f}", ha="center", fontsize=9)
+    ax.set(xlim=(lo - 0.15, hi + 0.15), ylim=(-0.6, 0.5), yticks=[],
+           title=f"int8 for values in [{lo}, {hi}]: x = s (q − z), s = 2/255 = {scale:.5f}, "
+                 f"z = {zero} (red: q = z is x = 0 exactly; a thin tick per code)")
+    ax.spines[["left", "right", "top"]].set_visible(False)
+    return {"concept_artefacts": fig, "concept_int8": fig2}
+
+
 def run(cfg: Config) -> dict:
     """Serve a trained classifier four ways and prove each one gives the model's answers."""
     try:
@@ -479,6 +554,7 @@ def run(cfg: Config) -> dict:
         serving = build_serving_model(trained, test.shape, test.max_value)
         keras_probs = check_preprocessing(ex, trained, serving, test)
         files = check_files(ex, trained, test)
+        check_checkpoints(ex, model_run, test)
 
         model_dir = ex.dir / "export" / f"{test.name}_{record['chapter']}"
         version_dir = export_savedmodel(serving, model_dir)
