@@ -521,7 +521,7 @@ def write_samples(ex: Experiment, corpus: Corpus, models: dict, stages: dict[int
                          f"{corpus.vocab.decode(ids)}\n")
             if name == "gpt" and temperature == 0.8:
                 shown = corpus.vocab.decode(ids)
-    (ex.dir / "samples.txt").write_text("\n".join(parts), encoding="utf-8")
+    ex.write_file("samples.txt", "\n".join(parts).encode("utf-8"))  # whole, or not at all
     return shown
 
 
