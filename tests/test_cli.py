@@ -110,6 +110,15 @@ def test_a_data_dir_variable_naming_a_file_is_named_as_the_variable(monkeypatch,
     assert "--data-dir" not in message and "\n" not in message
 
 
+def test_a_data_dir_variable_may_start_with_a_tilde(monkeypatch, tmp_path):
+    from tfguide import datasets
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TFGUIDE_DATA_DIR", "~/data")  # quoted, so the shell left it
+    assert datasets.data_folder(None) == tmp_path / "data"
+
+
 def test_quick_and_full_defaults_come_from_the_registry():
     chapter = registry.get("gradient_descent")
     full, quick = cli.parse(chapter.name, []), cli.parse(chapter.name, ["--quick"])

@@ -263,7 +263,7 @@ def data_folder(data_dir: Path | str | None = None) -> Path | None:
         folder = Path(data_dir)
         _listable(folder, f"--data-dir {folder}", "give the folder that holds the data files")
     elif os.environ.get(DATA_DIR_VARIABLE):
-        folder = Path(os.environ[DATA_DIR_VARIABLE])
+        folder = Path(os.environ[DATA_DIR_VARIABLE]).expanduser()  # as the shell would
         _listable(folder, f"{DATA_DIR_VARIABLE}={folder}",
                   f"set {DATA_DIR_VARIABLE} to the folder that holds the data files, or "
                   f"unset it (unset {DATA_DIR_VARIABLE})")
