@@ -121,6 +121,22 @@ CHAPTERS: tuple[Chapter, ...] = (
                         "units of each hidden layer, comma-separated"),),
     ),
     Chapter(
+        name="generalization",
+        title="Generalization",
+        summary="Overfitting made visible on few labels, and its cures (L2 and weight decay, "
+        "dropout, batch normalisation, initialisation, early stopping, augmentation) each from "
+        "scratch, proved against Keras",
+        ports="new (no source section)",
+        data=("digits",),
+        quick_data="digits",
+        epochs=300,
+        batch_size=32,
+        learning_rate=1e-3,
+        quick_epochs=60,
+        options=(Option("--per-class", positive_int, 10, "training examples of each digit "
+                        "(the few labels; validation is always the whole test split)"),),
+    ),
+    Chapter(
         name="cnn",
         title="Convolutional networks",
         summary="conv2d and max-pooling from scratch, checked against tf.nn (values and "
