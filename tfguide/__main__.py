@@ -28,7 +28,7 @@ USAGE = """usage: python -m tfguide [COMMAND]
   check NAME [FILE] [--timeout SECONDS]
                 prove your functions the way the chapter proves its own (PASS/FAIL/TODO);
                 each function runs in a worker process, stopped after SECONDS of CPU
-  record NAME|all [--full] [--sync]
+  record NAME|all [--full] [--seeds N] [--race] [--sync]
                 run a chapter's reference run and refresh the numbers and figures of its
                 text from it (chapters/results/, chapters/figures/)
   predict RUN_DIR IMAGE [IMAGE ...]

@@ -65,7 +65,9 @@ def build_parser(chapter: registry.Chapter, prog: str | None = None) -> Parser:
     add("--text", action="store_true", help="print the chapter text and exit")
     add("-v", "--verbose", action="store_true", help="let TensorFlow's own logs through")
     for option in chapter.options:  # a default of None: the help says what happens
-        shown = "" if option.default is None else f" (default {option.default})"
+        default = option.default
+        default = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        shown = "" if default is None else f" (default {default})"
         add(option.flag, metavar="VALUE", help=option.help + shown)
     return p
 
@@ -136,6 +138,9 @@ def parse(name: str, argv: Sequence[str] | None = None) -> Config:
                          chapter.learning_rate)
     seed = check("--seed", args.seed, config.seed)
     data = _data_name(chapter, args)
+    for flag, value, why in chapter.refuses:
+        if getattr(args, flag.lstrip("-").replace("-", "_")) == value:
+            raise UsageError(f"{why}. Received: {flag}={value}")
     strategy = choice("--strategy", args.strategy, config.STRATEGIES)
     if strategy == "multiworker":
         _check_tf_config()

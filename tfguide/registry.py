@@ -46,6 +46,9 @@ class Chapter:
     options: tuple[Option, ...] = ()
     quick_batch_size: int | None = None  # --batch-size under --quick; None: as the full run
     brought_data: str = ""  # what `--data NAME --data-dir DIR` may also name, e.g. "DIR/NAME.txt"
+    # (flag, value, why): a shared flag's value this chapter cannot use, refused with the CLI's
+    # other checks, before TensorFlow loads and before any run folder is made
+    refuses: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def module(self) -> str:
@@ -239,6 +242,10 @@ CHAPTERS: tuple[Chapter, ...] = (
                         "finished cnn run under --out, made with cnn --quick if there is none"),
                  Option("--calibration-images", positive_int, 300, "training images the int8 "
                         "converter runs to measure each activation's range")),
+        refuses=(("--precision", "mixed", "deploy serves the model in the precision it was "
+                  "saved in; drop --precision"),
+                 ("--strategy", "multiworker", "--strategy multiworker trains on several "
+                  "machines; deploy trains nothing")),
     ),
     # [chapters] New chapters go here, in reading order.
 )

@@ -30,7 +30,7 @@ import tensorflow as tf
 from keras import layers
 from matplotlib.figure import Figure
 
-from tfguide import cli, console, datasets, plotting, predict
+from tfguide import cli, datasets, plotting, predict
 from tfguide._quiet import silenced_stderr
 from tfguide.config import Config
 from tfguide.results import Experiment
@@ -298,16 +298,6 @@ def tflite_interpreter(model: bytes, **options):
 
 
 # --- Run -------------------------------------------------------------------------------
-def refuse_training_flags(cfg: Config) -> None:
-    """Deploying trains nothing: refuse the flags that only change training."""
-    if cfg.strategy == "multiworker":
-        raise console.UsageError("--strategy multiworker trains on several machines; deploy trains "
-                             "nothing. Received: --strategy=multiworker")
-    if cfg.precision != "float32":
-        raise console.UsageError("deploy serves the model in the precision it was saved in; "
-                             f"drop --precision. Received: --precision={cfg.precision}")
-
-
 def ms_per_image(classify: Callable, pixels: np.ndarray, repeats: int) -> float:
     """Median wall time of `repeats` single-image calls, in milliseconds, after a warm-up."""
     classify(pixels[:1])
@@ -537,12 +527,6 @@ def concept_figures() -> dict[str, Figure]:
 
 def run(cfg: Config) -> dict:
     """Serve a trained classifier four ways and prove each one gives the model's answers."""
-    try:
-        refuse_training_flags(cfg)
-    except console.UsageError:
-        with contextlib.suppress(OSError, TypeError):
-            cfg.run_dir.rmdir()  # the CLI made it; nothing ran, so leave no empty run folder
-        raise
     model_run = find_model_run(cfg)  # before this run's runtime: it may train a CNN first
     with Experiment(cfg) as ex:
         record = predict.check_run_folder(model_run)
