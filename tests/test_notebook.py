@@ -308,4 +308,9 @@ def test_links_to_other_texts_still_lead_there_from_the_notebooks_folder(monkeyp
     assert "[cnn](../chapters/cnn.md#the-idea)" in md
     assert "(https://keras.io/a.md)" in md, "an address with a scheme is left alone"
     assert "[glossary](../chapters/GLOSSARY.md)" in md
+
+
+def test_record_markers_leave_only_their_numbers():
+    md = markdown(notebook.build(NAMES[0]))
+    assert "<!-- result" not in md and "<!-- /result" not in md
     assert (notebook.Path(__file__).parent.parent / "chapters" / "GLOSSARY.md").is_file()

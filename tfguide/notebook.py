@@ -161,6 +161,7 @@ def intro_note(chapter: registry.Chapter) -> str:
 
 # --- The notebook ---------------------------------------------------------------------
 TEXTS_LINK = "../chapters/"  # from notebooks/ (the default --out) to the texts of a checkout
+MARKERS = re.compile(r"<!-- /?(?:result|recorded)(?:: [^<>]*?)? -->")
 PAGE_LINK = re.compile(r"\]\((?P<page>[A-Za-z_]+\.md)(?P<anchor>#[\w\-]*)?\)")
 FIGURE_LINK = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<path>figures/[\w\-]+/[\w\-.]+\.png)\)")
 
@@ -217,6 +218,7 @@ def build(name: str):
         attachments = {}
         if kind == "markdown":
             source, attachments = attach_figures(source)
+            source = MARKERS.sub("", source)  # the numbers stay, their record markers go
             source = PAGE_LINK.sub(lambda m: f"]({TEXTS_LINK}{m['page']}{m['anchor'] or ''})",
                                    source)  # another text (GLOSSARY.md, cnn.md) from notebooks/
         cell = make(source, id=f"{name[:50]}-{len(cells):03d}")
