@@ -199,6 +199,6 @@ def test_quick_run_overfits_proves_every_cure_and_stops_where_keras_stops(quick_
     assert metrics["best_val_accuracy"] == metrics[f"{results['details']['best_recipe']}"
                                                    "_val_accuracy"]
     figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
-    assert {"overfitting_curves", "capacity", "comparison", "gaps", "val_loss_by_recipe",
+    assert {"overfitting_curves", "comparison", "gaps", "val_loss_by_recipe",
             "early_stopping", "activation_spread", "weight_decay", "augmented_digits"} <= figures
     assert (run_dir / "best.weights.h5").is_file() and (run_dir / "history_plain_seed42.csv").is_file()
