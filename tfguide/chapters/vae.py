@@ -364,6 +364,8 @@ def _manifold(decoder, shape, n: int = 10) -> Figure:
     q = math.sqrt(2) * ops.convert_to_numpy(ops.erfinv(np.linspace(-0.9, 0.9, n)))  # Φ⁻¹
     z = np.stack(np.meshgrid(q, q[::-1]), axis=-1).reshape(-1, 2).astype("float32")  # (n², 2)
     images = _decode(decoder, z)  # (n², h, w, c)
+    images = np.pad(images, ((0, 0), (0, 1), (0, 1), (0, 0)), constant_values=0.35)  # a seam
+    h, w = h + 1, w + 1  # each tile with its seam, so that neighbouring digits stay apart
     tiled = images.reshape(n, n, h, w, c).transpose(0, 2, 1, 3, 4).reshape(n * h, n * w, c)
     fig = Figure(figsize=(6.5, 6.5), layout="constrained")
     ax = fig.add_subplot()
