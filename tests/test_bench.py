@@ -88,3 +88,17 @@ def test_race_report_gives_both_times_and_their_ratio():
     assert "10.0 s (20 steps)" in text and "5.0 s (8 steps)" in text and "0.50" in text
     race["tfguide"]["seconds"] = None
     assert "not reached (final accuracy 0.920)" in "\n".join(bench._race_line("demo", race))
+
+
+def test_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "bench.json"))
+
+    monkeypatch.setattr(bench, "run", full)
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--out", str(tmp_path), "--chapters", "mlp"])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the disk is full" in err[0] and "bench.json" in err[0]

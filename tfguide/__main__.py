@@ -54,7 +54,7 @@ COMMANDS = {
 def list_chapters() -> str:
     """Return the chapter table: name, what it teaches, source sections."""
     width = max(len(c.name) for c in registry.CHAPTERS)
-    lines = ["tfguide chapters (run one with `python -m tfguide run NAME --quick`):", ""]
+    lines = ["tfguide chapters (run one with `tfguide run NAME --quick`):", ""]
     for i, c in enumerate(registry.CHAPTERS, 1):
         lines.append(f"  {i}. {c.name:<{width}}  {c.title}: {c.summary}.")
     return "\n".join(lines)

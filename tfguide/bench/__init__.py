@@ -326,3 +326,8 @@ def main(argv: Sequence[str]) -> None:
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
         raise SystemExit(130) from None
+    except (OSError, RuntimeError) as err:  # TensorFlow wraps a full disk in its own errors
+        message = paths.full_disk_message(err, Path(args.out))
+        if message is None:
+            raise
+        console.fail(message, 1)
