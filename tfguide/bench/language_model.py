@@ -10,7 +10,7 @@ import numpy as np
 from tfguide import registry
 from tfguide.bench.workloads import Workload
 from tfguide.chapters.language_model import (FULL, QUICK, TFGUIDE, GPTSize, Recipe,
-                                             describe, fixed_windows,
+                                             fixed_windows,
                                              make_model, random_windows, shakespeare)
 from tfguide.clocks import TrainClock, trace_untimed
 
@@ -18,6 +18,16 @@ from tfguide.clocks import TrainClock, trace_untimed
 # CPU overrides), ported as is: the reference tfguide's recipe (TFGUIDE) races.
 NANOGPT = Recipe("nanoGPT CPU recipe", batch_size=12, peak_lr=1e-3, steps=2000, warmup=100,
                  min_lr=1e-4, steps_per_execution=1, eval_every=100)
+
+
+def describe(recipe: Recipe) -> str:
+    """One line: the recipe's batch, schedule, steps per execution and XLA."""
+    decay = (f"hold, then linear to {recipe.min_lr:g} over the last "
+             f"{round(recipe.cooldown * recipe.steps)}" if recipe.cooldown
+             else f"cosine to {recipe.min_lr:g}")
+    return (f"batch {recipe.batch_size}, AdamW peak {recipe.peak_lr:g}, warm-up {recipe.warmup}"
+            f" + {decay} of {recipe.steps} steps, steps_per_execution "
+            f"{recipe.steps_per_execution}" + (", XLA" if recipe.jit else ""))
 
 
 def workload(quick: bool, seed: int) -> Workload:

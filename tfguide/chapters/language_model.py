@@ -1,12 +1,9 @@
 """Language models: a character-level GPT that learns to write Shakespeare.
 
-Turns text into numbers (a character vocabulary), sets the bar with two
-models made by counting (unigram and bigram), and writes the pieces a
-next-character model needs from scratch: cross-entropy in nats and bits per
-character, the causal mask (proved: no output looks at a later character),
-and sampling with temperature and top-k (proved against the analytic
-distribution). Then trains a small GPT with `fit` on random windows of Tiny
-Shakespeare, beside an LSTM given the same seconds, and lets both write.
+A character vocabulary, two counting baselines, and from scratch the pieces a
+next-character model needs (bits per character, the causal mask, sampling with
+temperature and top-k), each proved; then a small GPT trained with `fit`
+beside an LSTM given the same seconds, and both made to write.
 
 Text: chapters/language_model.md.
 """
@@ -33,7 +30,6 @@ TEMPERATURES = (0.5, 0.8, 1.0)
 @dataclasses.dataclass(frozen=True)
 class GPTSize:
     """The shape of a GPT: context length, width, heads, blocks."""
-
     context: int = 64
     d_model: int = 128
     heads: int = 4
@@ -43,15 +39,13 @@ class GPTSize:
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """How to train: batch, AdamW's learning-rate schedule, steps per execution, XLA."""
-
     name: str
     batch_size: int
     peak_lr: float
     steps: int  # where the schedule ends
     warmup: int
     min_lr: float
-    cooldown: float = 0.0  # 0: a cosine after the warm-up; else hold the peak, then fall
-    #                        linearly to min_lr over this last fraction of the steps
+    cooldown: float = 0.0  # 0: a cosine after the warm-up; else hold, then fall over this share
     steps_per_execution: int = 1
     eval_every: int = 100  # steps between validations (one Keras "epoch")
     jit: bool = False  # compile the training step with XLA (jit_compile)
@@ -67,9 +61,7 @@ UNMASKED = Recipe("no causal mask", batch_size=64, peak_lr=5e-3, steps=150, warm
 UNMASKED_SIZE = dataclasses.replace(QUICK, blocks=1)  # one block is enough to learn to cheat
 
 
-# --- Prepare the data ---------------------------------------------------------------
-# Code between [start:…]/[end:…] markers is shown in chapters/language_model.md; refresh the
-# text with python -m tfguide.excerpts chapters/language_model.md after editing it.
+# --- Prepare the data. Marked code is in chapters/language_model.md: python -m tfguide.excerpts
 # [start:vocab]
 class Vocabulary:
     """The characters of a text, numbered in sorted order: encode to ids, decode back."""
@@ -184,7 +176,7 @@ def sample_next(logits, temperature, top_k: int | None = None, seed=None):
     logits: (batch, vocab); temperature: a number or (batch, 1). Inverse-CDF sampling:
     draw u ~ U(0, 1) and take the first id whose cumulative probability reaches u.
     """
-    scaled = logits / temperature  # (batch, vocab): T < 1 sharpens, T > 1 flattens
+    scaled = logits / temperature  # (batch, vocab): below 1 sharpens, above 1 flattens
     if top_k is not None:
         kth_best = ops.top_k(scaled, top_k)[0][:, -1:]  # (batch, 1)
         scaled = ops.where(scaled < kth_best, -np.inf, scaled)  # the rest get probability 0
@@ -334,7 +326,8 @@ def compile_for(model: keras.Model, recipe: Recipe) -> keras.Model:
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0, warmup_target=recipe.peak_lr, warmup_steps=recipe.warmup,
             decay_steps=recipe.steps - recipe.warmup, alpha=recipe.min_lr / recipe.peak_lr)
-    optimizer = keras.optimizers.AdamW(schedule, beta_2=0.99, weight_decay=0.1, clipnorm=1.0)
+    optimizer = keras.optimizers.AdamW(schedule, beta_2=0.99, weight_decay=0.1,
+                                       global_clipnorm=1.0)  # all gradients as one vector
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])  # matrices only
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -360,23 +353,13 @@ def make_model(kind: str, vocab_size: int, size: GPTSize, recipe: Recipe,
     return compile_for(model, recipe)
 
 
-def describe(recipe: Recipe) -> str:
-    """One line: the recipe's batch, schedule, steps per execution and XLA."""
-    decay = (f"hold, then linear to {recipe.min_lr:g} over the last "
-             f"{round(recipe.cooldown * recipe.steps)}" if recipe.cooldown
-             else f"cosine to {recipe.min_lr:g}")
-    return (f"batch {recipe.batch_size}, AdamW peak {recipe.peak_lr:g}, warm-up {recipe.warmup}"
-            f" + {decay} of {recipe.steps} steps, steps_per_execution "
-            f"{recipe.steps_per_execution}" + (", XLA" if recipe.jit else ""))
-
-
 class SampleAsItLearns(keras.callbacks.Callback):
     """Write a short sample after some rounds of training, to see what the model knows."""
 
     def __init__(self, rounds: set[int], prompt: np.ndarray, context: int, vocab: Vocabulary):
         super().__init__()
         self.rounds, self.prompt, self.context, self.vocab = rounds, prompt, context, vocab
-        self.samples: dict[int, str] = {}
+        self.samples: dict[int, str] = {}  # round -> text
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 in self.rounds:
@@ -412,7 +395,6 @@ def generate(model: keras.Model, prompt: np.ndarray, length: int, temperatures, 
 @dataclasses.dataclass
 class Corpus:
     """The text, its vocabulary, the two splits and the fixed validation windows."""
-
     text: str
     vocab: Vocabulary
     train: np.ndarray
@@ -484,8 +466,7 @@ def train_models(ex: Experiment, cfg: Config, corpus: Corpus, size: GPTSize, rec
           f"{clocks['gpt'].train_s:.1f} s, about {steps} of its steps")
     clocks["lstm"] = TrainClock(seconds=clocks["gpt"].train_s)
     fit_for(ex, lstm, corpus, paced, 10 * cfg.epochs, cfg.seed, [clocks["lstm"]], tag="lstm")
-    ex.details.update(gpt_recipe=describe(recipe), lstm_recipe=describe(paced),
-                      xla={"gpt": gpt.jit_compile, "lstm": lstm.jit_compile})
+    ex.details.update(xla={"gpt": gpt.jit_compile, "lstm": lstm.jit_compile})
     unmasked = ex.runtime.build(make_model, "unmasked", v, UNMASKED_SIZE, UNMASKED)
     print(f"Training a GPT without the causal mask for {UNMASKED.steps} steps")
     unmasked.fit(random_windows(corpus.train, UNMASKED_SIZE.context, UNMASKED.batch_size,
@@ -514,15 +495,14 @@ def write_samples(ex: Experiment, corpus: Corpus, models: dict, stages: dict[int
     """Write samples.txt: each model at each temperature; return the GPT's at 0.8."""
     parts = [f"=== gpt after round {r} of training, temperature 0.8 ===\n{text}\n"
              for r, text in sorted(stages.items())]
-    for name, model in models.items():
-        texts = generate(model, prompt, length, TEMPERATURES, context, seed=seed)
-        for temperature, ids in zip(TEMPERATURES, texts):
-            parts.append(f"=== {name}, temperature {temperature} ===\n"
-                         f"{corpus.vocab.decode(ids)}\n")
-            if name == "gpt" and temperature == 0.8:
-                shown = corpus.vocab.decode(ids)
-    ex.write_file("samples.txt", "\n".join(parts).encode("utf-8"))  # whole, or not at all
-    return shown
+    texts = {name: dict(zip(TEMPERATURES, map(corpus.vocab.decode, generate(
+        m, prompt, length, TEMPERATURES, context, seed=seed)))) for name, m in models.items()}
+    parts += [f"=== {name}, temperature {t} ===\n{text}\n"
+              for name, by_t in texts.items() for t, text in by_t.items()]
+    (ex.dir / "samples.txt").write_text("\n".join(parts), encoding="utf-8")
+    gpt = texts["gpt"]
+    ex.details["samples"] = {"t0_5": gpt[0.5][:300], "t1_0": gpt[1.0][:300]}  # shown in the text
+    return gpt[0.8]
 
 
 def attention_figure(gpt: keras.Model, corpus: Corpus, size: GPTSize, line: str) -> Figure:
@@ -567,6 +547,27 @@ def draw(ex: Experiment, corpus: Corpus, gpt, clocks, size: GPTSize, prompt: np.
     ex.save_figure(attention_figure(gpt, corpus, size, line), "attention_head")
     ex.save_figure(next_char_figure(gpt, corpus, prompt, size.context, prompt_text),
                    "next_char_probabilities")
+
+
+def concept_figures() -> dict[str, Figure]:
+    """A window and its targets (`fixed_windows`), and the mask (`causal_mask`)."""
+    vocab, n = Vocabulary("First Citizen:"), 8
+    (x,), (y,) = fixed_windows(vocab.encode("First Citizen:"), n, 1)  # y: x shifted by one
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    window, mask = fig.subplots(1, 2, width_ratios=(1.3, 1))
+    for row, ids in enumerate((x, y)):
+        for i, c in enumerate(vocab.decode(ids).replace(" ", "␣")):
+            window.text(i, -row, c, ha="center", va="center", fontsize=12,
+                        bbox=dict(boxstyle="square", fc=("honeydew", "lavender")[row]))
+            window.annotate("", (i, -0.75), (i, -0.25), arrowprops=dict(arrowstyle="->"))
+        window.text(-0.8, -row, ("input x", "target y")[row], ha="right", va="center")
+    window.set(xlim=(-2.5, n), ylim=(-1.6, 0.6), title=f"n_ctx = {n}: the target is the next one")
+    window.axis("off")
+    labels = list(vocab.decode(x).replace(" ", "␣"))  # the window's characters
+    mask.imshow(causal_mask(n), cmap="Greens", vmin=0, vmax=1.5)
+    mask.set(xticks=range(n), xticklabels=labels, yticks=range(n), yticklabels=labels,
+             xlabel="key (may be read)", ylabel="query", title="causal_mask(8): green = allowed")
+    return {"concept_window_and_mask": fig}
 
 
 def run(cfg: Config) -> dict:
