@@ -68,6 +68,9 @@ def test_code_cells_hold_the_modules_current_source(name):
     # No prose is lost: every line of the text outside its code blocks is in a Markdown cell.
     prose = notebook.FIGURE_LINK.sub(lambda m: f"![{m['alt']}](attachment:"
                                      f"{m['path'].replace('/', '_')})", excerpts.INCLUDE.sub("", text))
+    prose = notebook.MARKERS.sub("", prose)  # the numbers stay, their record markers go
+    prose = notebook.PAGE_LINK.sub(lambda m: f"]({notebook.TEXTS_LINK}{m['page']}"
+                                   f"{m['anchor'] or ''})", prose)  # links lead from notebooks/
     for line in prose.splitlines():
         if line.strip() and not line.startswith("## "):
             assert line.strip() in markdown(nb) or any(line.strip() in c for c in cells), line

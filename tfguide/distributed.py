@@ -102,7 +102,9 @@ def fit(model: keras.Model, x=None, y=None, batch_size: int | None = None, epoch
         bar = keras.utils.Progbar(steps if steps > 0 else None, verbose=verbose)
         batches = stream or iter(distributed)
         for step, batch in zip(range(steps) if steps > 0 else itertools.count(), batches):
+            hooks.on_train_batch_begin(step)
             train_step(batch)
+            hooks.on_train_batch_end(step, _logs(model))  # the running means, as fit gives
             bar.update(step + 1)
         logs = _logs(model)
         if validation_data is not None:
