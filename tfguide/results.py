@@ -205,6 +205,22 @@ class Experiment:
                                (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode())
 
 
+class BatchAccuracy(keras.callbacks.Callback):
+    """Each training batch's own accuracy: Keras logs the epoch's running mean, so the
+    batch's value is the change in (mean × batches seen); batches are all of one size."""
+
+    def on_train_begin(self, logs=None):
+        self.values = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.total = 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        total = float(logs["accuracy"]) * (batch + 1)
+        self.values.append(total - self.total)
+        self.total = total
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Time each epoch's training (not its validation) to report samples per second."""
 

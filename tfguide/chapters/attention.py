@@ -24,7 +24,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from tfguide import cli, datasets, plotting
 from tfguide.config import Config
-from tfguide.results import Experiment
+from tfguide.results import BatchAccuracy, Experiment
 
 SEQ_LEN, VOCAB_SIZE, D_MODEL, HEADS = 10, 10, 64, 2  # the task and the encoder the run trains
 
@@ -359,22 +359,6 @@ def check_from_scratch(cfg: Config, ex: Experiment, data: Reversal) -> None:
     p = from_keras_weights(layer)
     ex.log(attention_max_abs_err=max(attention_error(p, HEADS, x),
                                      attention_error(p, HEADS, x, causal=True)))
-
-
-class BatchAccuracy(keras.callbacks.Callback):
-    """Each training batch's own accuracy: Keras logs the epoch's running mean, so the
-    batch's value is the change in (mean × batches seen); batches are all of one size."""
-
-    def on_train_begin(self, logs=None):
-        self.values = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.total = 0.0
-
-    def on_train_batch_end(self, batch, logs=None):
-        total = float(logs["accuracy"]) * (batch + 1)
-        self.values.append(total - self.total)
-        self.total = total
 
 
 def bag_of_digits_accuracy(n: int = 100_000, seed: int = 0) -> float:

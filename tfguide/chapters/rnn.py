@@ -23,7 +23,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from tfguide import cli, datasets, plotting
 from tfguide.config import Config
-from tfguide.results import Experiment
+from tfguide.results import BatchAccuracy, Experiment
 
 # The memory task: remember the first of 120 symbols (see make_memory_task; --time-steps).
 TIME_STEPS, N_CLASSES, N_DISTRACTORS, UNITS = 120, 2, 4, 32
@@ -263,22 +263,6 @@ def forecast(model: keras.Model, x) -> np.ndarray:
     """The forecaster's next value after each window of `x` (n, window, 1)."""
     return model.predict(x, verbose=0)[:, 0]  # (n,)
 # [end:fit]
-
-
-class BatchAccuracy(keras.callbacks.Callback):
-    """Each training batch's own accuracy: Keras logs the epoch's running mean, so the
-    batch's value is the change in (mean × batches seen); batches are all of one size."""
-
-    def on_train_begin(self, logs=None):
-        self.values = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.total = 0.0
-
-    def on_train_batch_end(self, batch, logs=None):
-        total = float(logs["accuracy"]) * (batch + 1)
-        self.values.append(total - self.total)
-        self.total = total
 
 
 # --- Run ----------------------------------------------------------------------------
