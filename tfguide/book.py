@@ -68,8 +68,7 @@ class Conflict(Exception):
 
 def _stderr_note(message: str) -> None:
     """Print one note line; control characters in file names are shown escaped, not obeyed."""
-    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
-    print(f"tfguide: note: {shown}", file=sys.stderr)
+    print(f"tfguide: note: {console.printable(message)}", file=sys.stderr)
 
 
 def _quiet(message: str) -> None:

@@ -209,6 +209,25 @@ def int_up_to(limit: int) -> Callable[[str], int]:
     return check_fn
 
 
+def hidden_widths(text: str) -> tuple[int, ...]:
+    """Parse mlp's --hidden: the units of each hidden layer, comma-separated (256,128)."""
+    parts = text.split(",")
+    if not all(p.strip().isdigit() and 0 < int(p) <= 100_000 for p in parts):
+        raise ValueError("positive whole numbers of units separated by commas, e.g. 256,128")
+    return tuple(int(p) for p in parts)
+
+
+def dropout_rate(text: str) -> float:
+    """Parse cnn's --dropout: a fraction from 0 (no dropout) up to, not including, 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:  # NaN fails too
+        raise ValueError("a fraction from 0 up to (not including) 1")
+    return value
+
+
 def non_empty_text(text: str) -> str:
     """Accept any text that is not empty (for options such as --prompt)."""
     if not text:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from tfguide.config import int_up_to, non_empty_text, positive_float, positive_int, run_folder
+from tfguide.config import (dropout_rate, hidden_widths, int_up_to, non_empty_text,
+                            positive_float, positive_int, run_folder)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,25 +60,6 @@ class Chapter:
 # text and its ids are held in memory (corpora.read_corpus measures what that costs).
 MAX_SAMPLE_LENGTH = 10_000
 MAX_TEXT_MB = 64
-
-
-def hidden_widths(text: str) -> tuple[int, ...]:
-    """Parse mlp's --hidden: the units of each hidden layer, comma-separated (256,128)."""
-    parts = text.split(",")
-    if not all(p.strip().isdigit() and 0 < int(p) <= 100_000 for p in parts):
-        raise ValueError("positive whole numbers of units separated by commas, e.g. 256,128")
-    return tuple(int(p) for p in parts)
-
-
-def dropout_rate(text: str) -> float:
-    """Parse cnn's --dropout: a fraction from 0 (no dropout) up to, not including, 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value < 1:  # NaN fails too
-        raise ValueError("a fraction from 0 up to (not including) 1")
-    return value
 
 
 CHAPTERS: tuple[Chapter, ...] = (

@@ -12,9 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from tfguide.config import format_metric
-
-MAX_RESULTS = 16 << 20  # bytes; a results.json is a few kilobytes
+from tfguide.config import MAX_RESULTS, format_metric
 
 
 def _quiet(message: str) -> None:
