@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from tfguide import __main__ as tfguide_main, console
-from tfguide import datasets, predict
+from tfguide import config, datasets, predict
 
 ROOT = Path(__file__).resolve().parent.parent
 CENTRED = {"ink": 0.5, "peak": 1.0, "box": 8, "place": ["box", "box"], "centre": [4, 4]}
@@ -89,6 +89,9 @@ def bad_arguments(tmp: Path, run: Path) -> dict[str, list[str]]:
     deep = fake_run(tmp / "deep", model=False)
     (deep / "model.keras").write_bytes(b"")
     (deep / "results.json").write_text("[" * 100_000 + "]" * 100_000)
+    no_results = fake_run(tmp / "no_results", model=False)
+    (no_results / "model.keras").write_bytes(b"")
+    (no_results / "results.json").unlink()
     slip = fake_run(tmp / "slip", model=False)
     with zipfile.ZipFile(slip / "model.keras", "w") as archive:
         archive.writestr("config.json", "{}")
@@ -111,6 +114,7 @@ def bad_arguments(tmp: Path, run: Path) -> dict[str, list[str]]:
         '"data.classes" is not a whole number': [str(tampered(tmp / "ten", classes)), str(png)],
         'whose "data.classes"': [str(tampered(tmp / "none", no_classes)), str(png)],
         "not valid JSON": [str(deep), str(png)],
+        "holds no results.json": [str(no_results), str(png)],
         "is not a Keras model file (empty, truncated or not a zip": [str(empty_model), str(png)],
         "outside the archive": [str(slip), str(png)],
         "does not exist: give the path": [str(run), str(png), str(tmp / "missing.png")],
@@ -319,6 +323,15 @@ def test_latest_model_run_skips_failed_and_modelless_runs(tmp_path):
     (runs["20260103-000000"] / "results.json").write_text(json.dumps(record | {"status": "failed"}))
     (runs["20260102-000000"] / "model.keras").write_bytes(b"")
     assert predict.latest_model_run(tmp_path) == runs["20260102-000000"]
+
+
+def test_a_named_link_is_followed_and_a_scanned_one_skipped(tmp_path):
+    real = fake_run(tmp_path / "kept" / "20260101-000000", model=False)
+    (real / "model.keras").write_bytes(b"")
+    (tmp_path / "cnn").mkdir()
+    (tmp_path / "cnn" / "best").symlink_to(real, target_is_directory=True)
+    assert config.model_run(tmp_path / "cnn" / "best")["chapter"] == "cnn", "the user chose it"
+    assert predict.latest_model_run(tmp_path) is None, "a scan does not follow links"
 
 
 def test_exif_orientation_turns_the_image_as_pillow_does(tmp_path):

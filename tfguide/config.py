@@ -142,16 +142,12 @@ def model_run(folder: Path) -> dict:
         raise ValueError("is not a folder" if folder.exists() else "does not exist")
     if not (folder / MODEL_FILE).is_file():
         raise ValueError(f"holds no {MODEL_FILE}")
-    path = folder / "results.json"
-    try:
-        if path.stat().st_size > MAX_RESULTS:
-            raise ValueError(f"has a results.json larger than {MAX_RESULTS >> 20} MiB, far "
-                             f"more than tfguide writes")
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ValueError(f"has no readable results.json ({err.strerror or err})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ValueError("has a results.json that is not valid JSON (damaged?)") from None
+    if not (folder / "results.json").exists():
+        raise ValueError("holds no results.json")
+    try:  # a folder the user names is followed even if it is a link: they chose it
+        record = paths.read_json(folder / "results.json", MAX_RESULTS)
+    except ValueError as err:
+        raise ValueError(f"has a results.json that {err}") from None
     if not isinstance(record, dict):
         raise ValueError("has a results.json that is not a JSON object")
     chapter = record.get("chapter")

@@ -1,4 +1,5 @@
-"""Where tfguide writes: output folders checked up front, run folders made safely.
+"""Where tfguide writes: output folders checked up front, run folders made safely, and
+its own JSON records read back within a size bound.
 
 No TensorFlow here: a command checks its `--out` and makes its run folder
 before anything heavy loads, so an impossible path is answered at once.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import json
 import os
 import shutil
 from pathlib import Path
@@ -173,3 +175,20 @@ def replace_file(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def read_json(path: Path, limit: int) -> object:
+    """Read a JSON record tfguide wrote (a results.json) of at most `limit` bytes.
+
+    Raises:
+        ValueError: why it cannot be used, as words that follow the file's name
+            ("cannot be read (Permission denied)", "is not valid JSON ...").
+    """
+    try:
+        if Path(path).stat().st_size > limit:
+            raise ValueError(f"is larger than {limit >> 20} MiB, far more than tfguide writes")
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ValueError(f"cannot be read ({err.strerror or type(err).__name__})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ValueError("is not valid JSON (damaged, or still being written)") from None

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from tfguide import paths
 from tfguide.config import MAX_RESULTS, format_metric
 
 
@@ -99,19 +100,20 @@ def _created(results: dict, folder: Path) -> tuple:
 
 
 def read_results(path: Path) -> tuple[Any, str | None]:
-    """Read a run's results.json: return (results, None), or (None, why it is skipped)."""
+    """Read a run's results.json: return (results, None), or (None, why it is skipped).
+
+    Found by a scan of the runs folder, so a link is skipped, not followed: a run
+    folder the user names (predict, deploy's --from) is read by config.model_run,
+    which follows it.
+    """
     if path.parent.is_symlink() or path.is_symlink():
         return None, "a link, not a run folder tfguide wrote"
     if not path.is_file():
         return None, "not a regular file"
     try:
-        if path.stat().st_size > MAX_RESULTS:
-            return None, f"larger than {MAX_RESULTS >> 20} MiB, far more than tfguide writes"
-        return json.loads(path.read_text(encoding="utf-8")), None
-    except OSError as err:
-        return None, f"cannot be read ({err.strerror})"
-    except (ValueError, RecursionError):
-        return None, "not valid JSON (damaged, or still being written)"
+        return paths.read_json(path, MAX_RESULTS), None
+    except ValueError as err:
+        return None, str(err)
 
 
 def latest_run(runs: Path, name: str, note: Callable[[str], None] = _quiet) -> Run | None:
