@@ -221,7 +221,9 @@ import tensorflow as tf
 serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 pixels = np.load(io.BytesIO(sys.stdin.buffer.read()))  # (n, h, w[, c]) uint8
 outputs = serve(pixels=tf.constant(pixels))  # {"probabilities": (n, classes)}
-np.save(sys.stdout.buffer, outputs["probabilities"].numpy())
+sent = io.BytesIO()  # np.save needs a file it can seek in; a pipe is not one
+np.save(sent, outputs["probabilities"].numpy())
+sys.stdout.buffer.write(sent.getvalue())
 """
 
 
@@ -229,8 +231,9 @@ def predict_in_fresh_process(version_dir: Path, pixels: np.ndarray) -> np.ndarra
     """Run the exported signature in a new Python process that imports only TensorFlow."""
     sent = io.BytesIO()
     np.save(sent, pixels)
-    done = subprocess.run([sys.executable, "-c", SERVE_WITHOUT_KERAS, str(version_dir)],
-                          input=sent.getvalue(), capture_output=True, timeout=600)
+    # -I (isolated): no module from the current folder or PYTHONPATH can stand in for TF's
+    command = [sys.executable, "-I", "-c", SERVE_WITHOUT_KERAS, str(version_dir)]
+    done = subprocess.run(command, input=sent.getvalue(), capture_output=True, timeout=600)
     if done.returncode != 0:
         error = done.stderr.decode(errors="replace").strip().splitlines() or ["no output"]
         raise RuntimeError(f"the SavedModel check failed in a fresh process: {error[-1]}")
@@ -366,7 +369,7 @@ def convert(ex: Experiment, version_dir: Path, test: TestSet) -> dict[str, bytes
                   "tflite_int8": to_tflite(version_dir, test.calibration)}
         tflite_interpreter(tflite["tflite"]).allocate_tensors()
     for name, model in tflite.items():
-        (ex.dir / TFLITE_FILES[name]).write_bytes(model)
+        ex.write_file(TFLITE_FILES[name], model)
     interpreter = type(tflite_interpreter(tflite["tflite"]))
     ex.details["calibration_images"] = len(test.calibration)
     ex.details["tflite_interpreter"] = f"{interpreter.__module__}.{interpreter.__name__}"
@@ -542,7 +545,7 @@ def run(cfg: Config) -> dict:
 
         model_dir = ex.dir / "export" / f"{test.name}_{record['chapter']}"
         version_dir = export_savedmodel(serving, model_dir)
-        (ex.dir / "request.json").write_text(rest_request(test.pixels[:3]))
+        ex.write_file("request.json", rest_request(test.pixels[:3]).encode())
         tflite = convert(ex, version_dir, test)
         check_int8_weights(ex, trained, tflite["tflite_int8"])
 
