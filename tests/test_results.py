@@ -42,6 +42,15 @@ def test_non_finite_metrics_are_valid_json(make_cfg):
     assert "diverged" in text and "inf" in text and str(ex.dir) in text
 
 
+def test_the_summary_counts_many_histories_instead_of_listing_them(make_cfg):
+    with results.Experiment(make_cfg("gradient_descent", "--quick")) as ex:
+        for seed in range(5):
+            ex.write_file(f"history_plain_seed{seed}.csv", b"epoch,loss\n")
+        ex.write_file("model.keras", b"")
+    files = runs.summary(ex.dir).splitlines()[-1].strip()
+    assert files.startswith("model.keras, results.json, 5 history_*.csv, 0 figures"), files
+
+
 def test_tensorboard_logs_scalars_histograms_and_the_graph(make_cfg):
     from tensorboard.backend.event_processing import event_accumulator
 

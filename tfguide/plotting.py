@@ -40,8 +40,9 @@ def history_curves(history: Mapping[str, Sequence[float]], title: str = "") -> F
 
 
 def line_plot(series: Mapping[str, Sequence[float]], xlabel: str, ylabel: str,
-              title: str = "", logy: bool = False, x: Sequence[float] | None = None) -> Figure:
-    """Plot several named series against a shared x axis (step, epoch, time)."""
+              title: str = "", logy: bool = False, x: Sequence[float] | None = None,
+              logx: bool = False) -> Figure:
+    """Plot several named series against a shared x axis (step, epoch, time, a size)."""
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
     for name, ys in series.items():
@@ -50,6 +51,8 @@ def line_plot(series: Mapping[str, Sequence[float]], xlabel: str, ylabel: str,
         ax.plot(xs, ys, label=name)
     if logy:
         ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -181,12 +184,14 @@ def scatter_2d(points: np.ndarray, labels: np.ndarray | None = None, title: str 
 
 
 def bar_chart(values: Mapping[str, float], ylabel: str, title: str = "", logy: bool = False,
-              threshold: float | None = None) -> Figure:
-    """Draw one bar per named value, optionally with a horizontal threshold line."""
+              threshold: float | None = None,
+              errors: Mapping[str, float] | None = None) -> Figure:
+    """Draw one bar per named value, optionally with ± error bars and a threshold line."""
     fig = Figure(figsize=(max(4.5, 0.8 * len(values) + 2), 3.8), layout="constrained")
     ax = fig.add_subplot()
     names = list(values)
-    ax.bar(names, [values[n] for n in names], color="tab:blue")
+    ax.bar(names, [values[n] for n in names], color="tab:blue",
+           yerr=None if errors is None else [errors[n] for n in names], capsize=4)
     if threshold is not None:
         ax.axhline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold:g}")
         ax.legend()

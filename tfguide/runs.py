@@ -165,9 +165,12 @@ def summary(run_dir: Path) -> str:
         lines.append(f"  data     {data['name']} ({data['source']}): "
                      f"{data['train']:,} train, {data['test']:,} test")
     figures = [f for f in r["files"] if f.startswith("figures/")]
-    others = [f for f in r["files"] if not f.startswith("figures/")] + ["results.json"]
+    others = sorted({f for f in r["files"] if not f.startswith("figures/")} | {"results.json"})
+    histories = [f for f in others if f.startswith("history") and f.endswith(".csv")]
+    if len(histories) > 3:  # a run of many models: one training history each
+        others = [f for f in others if f not in histories] + [f"{len(histories)} history_*.csv"]
     lines.append(f"  files    {run_dir}/")
-    lines.append(f"           {', '.join(sorted(set(others)))}, {len(figures)} figures")
+    lines.append(f"           {', '.join(others)}, {len(figures)} figures")
     return "\n".join(lines)
 
 

@@ -365,20 +365,24 @@ def train_one(cfg: Config, ex: Experiment, task: Task, recipe: str, seed: int,
     return {"history": history, "train": train, "val": val, "gap": train - val}
 
 
+def paired_gain(val: np.ndarray, plain: np.ndarray) -> dict:
+    """The mean of each seed's gain over plain on the same digits, and its standard error."""
+    gain = np.asarray(val) - plain  # (seeds,)
+    return {"gain": gain.mean(), "gain_se": gain.std(ddof=1) / np.sqrt(len(gain))}
+
+
 def compare_recipes(cfg: Config, ex: Experiment, task: Task) -> dict:
-    """Each recipe on each seed: mean accuracy and gap, and the gain over plain on the same
-    digits (a seed draws them) with its standard error, to tell an effect from the seeds' noise."""
+    """Each recipe on each seed: its mean accuracy and gap, and its paired gain over plain."""
     print("The comparison: each cure, and the best combination")
     runs = {r: [train_one(cfg, ex, task, r, s, tag=f"{r}_seed{s}") for s in task.seeds]
             for r in task.recipes}
     for recipe, results in runs.items():
-        val, gap = np.array([r["val"] for r in results]), [r["gap"] for r in results]
+        val, gap = [r["val"] for r in results], [r["gap"] for r in results]
         ex.log(**{f"{recipe}_val_accuracy": np.mean(val), f"{recipe}_gap": np.mean(gap)})
-        if len(task.seeds) > 1:
-            gain = val - [r["val"] for r in runs["plain"]]  # (seeds,): same digits, ± the cure
+        if len(task.seeds) > 1:  # a seed draws the digits: compare recipes seed by seed
+            gain = paired_gain(val, [r["val"] for r in runs["plain"]])
             ex.log(**{f"{recipe}_val_accuracy_std": np.std(val), f"{recipe}_gap_std": np.std(gap),
-                      f"{recipe}_gain": np.mean(gain),
-                      f"{recipe}_gain_se": np.std(gain, ddof=1) / np.sqrt(len(gain))})
+                      f"{recipe}_gain": gain["gain"], f"{recipe}_gain_se": gain["gain_se"]})
     best = max(task.recipes[1:], key=lambda r: ex.metrics[f"{r}_val_accuracy"])
     ex.details["best_recipe"] = best  # a name: beside the metrics, which are numbers
     ex.log(best_val_accuracy=ex.metrics[f"{best}_val_accuracy"], best_gap=ex.metrics[f"{best}_gap"])
@@ -386,15 +390,16 @@ def compare_recipes(cfg: Config, ex: Experiment, task: Task) -> dict:
 
 
 def overfit_on_purpose(cfg: Config, ex: Experiment, task: Task, plain: dict) -> dict:
-    """The capacity sweep (widths) and the training-set sweep (examples per class, full run)."""
-    seed, row = task.seeds[0], lambda r: {"train": r["train"], "val": r["val"]}  # noqa: E731
+    """The capacity sweep (widths, first seed); the training-set sweep (sizes, every seed)."""
     print("Capacity: the plain MLP at growing width; then the training-set size, full run only")
-    widths = {w: train_one(cfg, ex, task, "plain", seed, width=w) for w in task.widths}
+    widths = {w: train_one(cfg, ex, task, "plain", task.seeds[0], width=w) for w in task.widths}
     widths = dict(sorted({**widths, WIDTH: plain}.items()))
-    sizes = {r: {n: train_one(cfg, ex, task, r, seed, per_class=n) for n in task.sizes}
-             for r in ("plain", "combined") if task.sizes}
-    ex.details["widths"] = {str(w): row(r) for w, r in widths.items()}
-    ex.details["sizes"] = {r: {str(n): row(v) for n, v in ns.items()} for r, ns in sizes.items()}
+    ex.details["widths"] = {str(w): {k: r[k] for k in ("train", "val")} for w, r in widths.items()}
+    for n in task.sizes:  # plain and combined on the same n digits per class, seed by seed
+        val = np.array([[train_one(cfg, ex, task, r, s, per_class=n)["val"] for s in task.seeds]
+                        for r in ("plain", "combined")])  # (2, seeds)
+        ex.details.setdefault("sizes", {})[str(n)] = {
+            "plain": val[0].mean(), "combined": val[1].mean(), **paired_gain(val[1], val[0])}
     return widths
 
 
@@ -462,8 +467,7 @@ def weight_decay_figure(steps: int = 200, lr: float = 1e-2, wd: float = 1.0) -> 
         decoupled = adamw_step(decoupled[0], g, *decoupled[1:], t, lr, wd)
     fig = plotting.line_plot({"L2 in Adam": l2[0], "AdamW": decoupled[0]}, "size of the "
                              "weight's gradient", f"the weight after {steps} steps (from 1)",
-                             "L2 in Adam vs AdamW, the same nominal strength", x=scales)
-    fig.axes[0].set_xscale("log")
+                             "L2 in Adam vs AdamW, the same nominal strength", x=scales, logx=True)
     return fig
 
 
@@ -473,7 +477,9 @@ def draw(ex: Experiment, task: Task, runs: dict, widths: dict, history: dict,
     plain, line = runs["plain"][0]["history"], plotting.line_plot
     ex.save_figure(plotting.history_curves(plain, "The plain MLP"), "overfitting_curves")
     if len(widths) > 1:  # the full run's sweep
-        ex.save_figure(sweep_figure(widths, "hidden units per layer"), "capacity")
+        ex.save_figure(line({k: [r[k] for r in widths.values()] for k in ("train", "val")},
+                            "hidden units per layer", "accuracy after the last epoch",
+                            "Capacity", x=list(widths), logx=True), "capacity")
     ex.save_figure(comparison_figure(runs, "val", "validation accuracy"), "comparison")
     ex.save_figure(comparison_figure(runs, "gap", "training − validation accuracy"), "gaps")
     ex.save_figure(line({r: rs[0]["history"]["val_loss"] for r, rs in runs.items()}, "epoch",
@@ -486,22 +492,12 @@ def draw(ex: Experiment, task: Task, runs: dict, widths: dict, history: dict,
     ex.save_figure(augmented_digits(task.data, task.seeds[0]), "augmented_digits")
 
 
-def sweep_figure(results: dict, xlabel: str) -> Figure:
-    """Training (clean images) and validation accuracy after the last epoch, against a size."""
-    fig = plotting.line_plot({"training": [r["train"] for r in results.values()],
-                              "validation": [r["val"] for r in results.values()]}, xlabel,
-                             "accuracy after the last epoch", x=list(results))
-    fig.axes[0].set(xscale="log", xticks=list(results), xticklabels=[str(k) for k in results])
-    return fig
-
-
 def comparison_figure(runs: dict, key: str, label: str) -> Figure:
     """One bar per recipe: the mean over seeds of `key` ("val" or "gap"), ± its spread."""
     values = np.array([[r[key] for r in rs] for rs in runs.values()])  # (recipes, seeds)
     mean, spread = values.mean(axis=1), values.std(axis=1)
     fig = plotting.bar_chart(dict(zip(runs, mean)), label, f"Each cure: mean ± spread over "
-                             f"{values.shape[1]} seed(s)")
-    fig.axes[0].errorbar(list(runs), mean, yerr=spread, fmt="none", color="black", capsize=4)
+                             f"{values.shape[1]} seed(s)", errors=dict(zip(runs, spread)))
     fig.axes[0].set_ylim(max(0, values.min() - 0.05) if key == "val" else 0, None)
     return fig
 
