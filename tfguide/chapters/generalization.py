@@ -380,9 +380,9 @@ def compare_recipes(cfg: Config, ex: Experiment, task: Task) -> dict:
         val, gap = [r["val"] for r in results], [r["gap"] for r in results]
         ex.log(**{f"{recipe}_val_accuracy": np.mean(val), f"{recipe}_gap": np.mean(gap)})
         if len(task.seeds) > 1:  # a seed draws the digits: compare recipes seed by seed
-            gain = paired_gain(val, [r["val"] for r in runs["plain"]])
+            gain = paired_gain(val, [r["val"] for r in runs["plain"]]) if recipe != "plain" else {}
             ex.log(**{f"{recipe}_val_accuracy_std": np.std(val), f"{recipe}_gap_std": np.std(gap),
-                      f"{recipe}_gain": gain["gain"], f"{recipe}_gain_se": gain["gain_se"]})
+                      **{f"{recipe}_{key}": value for key, value in gain.items()}})
     best = max(task.recipes[1:], key=lambda r: ex.metrics[f"{r}_val_accuracy"])
     ex.details["best_recipe"] = best  # a name: beside the metrics, which are numbers
     ex.log(best_val_accuracy=ex.metrics[f"{best}_val_accuracy"], best_gap=ex.metrics[f"{best}_gap"])
