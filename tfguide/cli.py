@@ -96,20 +96,17 @@ def _data_dir(args: argparse.Namespace) -> Path | None:
     return None
 
 
-DATA_DIR_VARIABLE = "TFGUIDE_DATA_DIR"  # datasets.DATA_DIR_VARIABLE (that module loads TensorFlow)
-
-
 def _data_name(chapter: registry.Chapter, args: argparse.Namespace) -> str:
     """Return the data set to use: a known one, or one the learner brings in --data-dir."""
     if args.data is None:
         return chapter.quick_data if args.quick else chapter.data[0]
     if args.data in chapter.data or not chapter.brought_data:
         return choice("--data", args.data, chapter.data)
-    folder = args.data_dir is not None or os.environ.get(DATA_DIR_VARIABLE)
+    folder = args.data_dir is not None or os.environ.get(config.DATA_DIR_VARIABLE)
     if not folder or not re.fullmatch(r"\w[\w.-]*", args.data):
         raise bad_value("--data", args.data, f"one of {', '.join(chapter.data)}, or a name NAME "
-                        f"(letters, digits, . _ -) with --data-dir DIR (or {DATA_DIR_VARIABLE}"
-                        f"=DIR) holding {chapter.brought_data}")
+                        f"(letters, digits, . _ -) with --data-dir DIR (or "
+                        f"{config.DATA_DIR_VARIABLE}=DIR) holding {chapter.brought_data}")
     return args.data
 
 

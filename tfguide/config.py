@@ -100,6 +100,7 @@ def positive_float(text: str) -> float:
 SERVABLE = ("cnn", "mlp")  # chapters whose run folders hold an image classifier
 MODEL_FILE = "model.keras"
 MAX_RESULTS = 16 << 20  # bytes; a results.json is a few kilobytes
+DATA_DIR_VARIABLE = "TFGUIDE_DATA_DIR"  # the data folder when no --data-dir is given
 MAX_CLASSES = 100_000
 MAX_SIDE = 4096  # pixels of one side of a training image
 

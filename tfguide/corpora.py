@@ -13,8 +13,9 @@ from typing import Sequence
 
 from tfguide import resources
 from tfguide.console import UsageError
+from tfguide.config import DATA_DIR_VARIABLE
+from tfguide.datasets import DataError, data_folder, sha256
 from tfguide.registry import MAX_TEXT_MB
-from tfguide.datasets import DATA_DIR_VARIABLE, DataError, data_folder, sha256
 
 SHIPPED = "tinyshakespeare.txt.gz"
 SHIPPED_SHA256 = "13125fe8f49092165d7d489e3944db52d1ba546e64a60080cc9523bcd0c5e46a"

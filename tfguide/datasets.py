@@ -34,9 +34,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfguide import resources
+from tfguide.config import DATA_DIR_VARIABLE
 
 DOWNLOAD_TIMEOUT_S = 20
-DATA_DIR_VARIABLE = "TFGUIDE_DATA_DIR"
 SPLITS = ("x_train", "y_train", "x_test", "y_test")
 READ_CHUNK = 1 << 24  # bytes read at a time, so a header cannot make us allocate what is not there
 DOWNLOAD_AGAIN = "download it again (see README, 'Data')"
