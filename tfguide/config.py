@@ -143,10 +143,11 @@ def model_run(folder: Path) -> dict:
         raise ValueError("is not a folder" if folder.exists() else "does not exist")
     if not (folder / MODEL_FILE).is_file():
         raise ValueError(f"holds no {MODEL_FILE}")
-    if not (folder / "results.json").exists():
+    path = folder / "results.json"
+    if not path.exists():
         raise ValueError("holds no results.json")
     try:  # a folder the user names is followed even if it is a link: they chose it
-        record = paths.read_json(folder / "results.json", MAX_RESULTS)
+        record = paths.read_json(path, MAX_RESULTS)
     except ValueError as err:
         raise ValueError(f"has a results.json that {err}") from None
     if not isinstance(record, dict):
